@@ -1,0 +1,165 @@
+"""Pretrained-backbone loading shared by the segmenter encoder and the detector teacher.
+
+Weights come from one of three places, chosen explicitly by the user so that nothing falls back silently:
+
+* ``"timm"``: timm's pretrained weights (its cache, or a download where the machine can reach the hub);
+* a path to a local file holding a state dict (a timm or torchvision checkpoint of the same architecture);
+* ``"none"``: random initialisation, reported as such in the returned :class:`WeightsInfo`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+RANDOM_INIT = "none"
+TIMM_PRETRAINED = "timm"
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """Where a backbone's weights came from, for logs and MLflow params.
+
+    Attributes:
+        source: ``"random"``, ``"timm"`` or ``"file"``.
+        detail: Human-readable description (file path and digest, timm model tag).
+        pretrained: Whether the weights carry any pretraining at all.
+    """
+
+    source: str
+    detail: str
+    pretrained: bool
+
+    def as_params(self, prefix: str) -> dict[str, str]:
+        """Flat key/value pairs for experiment tracking."""
+        return {
+            f"{prefix}_weights": self.source,
+            f"{prefix}_weights_detail": self.detail,
+            f"{prefix}_pretrained": str(self.pretrained).lower(),
+        }
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def _extract_state_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:
+    if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return obj  # type: ignore[return-value]
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model", "model_state_dict"):
+            inner = obj.get(key)
+            if isinstance(inner, dict):
+                return _extract_state_dict(inner, path)
+    raise ValueError(
+        f"{path} does not hold a state dict of tensors. Save one with "
+        "torch.save(model.state_dict(), PATH), or pass 'timm' or 'none' instead of a file."
+    )
+
+
+def load_weights_file(model: nn.Module, path: str | Path) -> WeightsInfo:
+    """Load a local state dict into ``model``, keeping only keys the model has.
+
+    A classifier head or keys of layers that ``features_only`` dropped are ignored; a file that matches nothing,
+    or whose shapes disagree with the model, is an error rather than a silent random initialisation.
+
+    Args:
+        model: The backbone to load into (a timm ``features_only`` model or a plain timm model).
+        path: File written by ``torch.save(state_dict)``; read with ``weights_only=True``.
+
+    Returns:
+        Description of the loaded weights.
+
+    Raises:
+        FileNotFoundError: When the file does not exist.
+        ValueError: When the file holds no usable weights for this architecture.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"weights file {path} does not exist. Pass an existing state-dict file, 'timm' for timm's pretrained "
+            "weights, or 'none' for random initialisation."
+        )
+    raw = torch.load(path, map_location="cpu", weights_only=True)
+    source = _extract_state_dict(raw, path)
+    target = model.state_dict()
+    usable: dict[str, torch.Tensor] = {}
+    mismatched: list[str] = []
+    for key, value in source.items():
+        key = key.removeprefix("module.")
+        if key in target:
+            if target[key].shape == value.shape:
+                usable[key] = value
+            else:
+                mismatched.append(f"{key}: file {tuple(value.shape)} vs model {tuple(target[key].shape)}")
+    if mismatched:
+        raise ValueError(
+            f"{path} does not fit this backbone ({len(mismatched)} shape mismatches, first: {mismatched[0]}). "
+            "Check that the file was saved from the same architecture."
+        )
+    if not usable:
+        raise ValueError(
+            f"{path} shares no parameter names with this backbone. Check that the file was saved from the same "
+            "architecture (a timm or torchvision state dict)."
+        )
+    missing = [k for k in target if k not in usable and not k.endswith("num_batches_tracked")]
+    if missing:
+        raise ValueError(
+            f"{path} lacks {len(missing)} of the backbone's parameters (first: {missing[0]}). "
+            "Check that the file was saved from the same architecture."
+        )
+    model.load_state_dict(usable, strict=False)
+    return WeightsInfo(source="file", detail=f"{path} sha256:{_file_digest(path)}", pretrained=True)
+
+
+def create_feature_extractor(
+    name: str,
+    out_indices: tuple[int, ...],
+    weights: str = RANDOM_INIT,
+    **timm_kwargs: object,
+) -> tuple[nn.Module, WeightsInfo]:
+    """Build a timm ``features_only`` backbone and fill its weights from the chosen source.
+
+    Args:
+        name: timm model name, e.g. ``"resnet18"``, ``"resnet50"``, ``"wide_resnet50_2"``.
+        out_indices: Feature levels to return (timm numbering; 1 is stride 4 on ResNets).
+        weights: ``"timm"``, ``"none"`` or a path to a local state-dict file.
+        **timm_kwargs: Passed to ``timm.create_model`` (e.g. ``output_stride=16``).
+
+    Returns:
+        The backbone and a description of where its weights came from.
+
+    Raises:
+        RuntimeError: When ``"timm"`` is asked for and the weights are neither cached nor downloadable.
+    """
+    if weights == TIMM_PRETRAINED:
+        try:
+            model = timm.create_model(
+                name, pretrained=True, features_only=True, out_indices=out_indices, **timm_kwargs
+            )
+        except Exception as error:  # network errors come in many types, all mean the same to the user
+            raise RuntimeError(
+                f"could not load timm's pretrained weights for {name!r} ({type(error).__name__}: {error}). "
+                "This machine may have no access to the model hub: download the weights elsewhere, save "
+                "them with torch.save(model.state_dict(), PATH) and pass that PATH, or pass 'none' to train "
+                "from random initialisation."
+            ) from error
+        return model, WeightsInfo(source="timm", detail=f"timm:{name}", pretrained=True)
+
+    model = timm.create_model(name, pretrained=False, features_only=True, out_indices=out_indices, **timm_kwargs)
+    if weights in (RANDOM_INIT, "", None):
+        logger.warning("backbone %s is randomly initialised (weights='none'): no pretrained features", name)
+        return model, WeightsInfo(source="random", detail=f"{name} random initialisation", pretrained=False)
+    return model, load_weights_file(model, weights)

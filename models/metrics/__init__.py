@@ -1,0 +1,1 @@
+"""Evaluation metrics for segmentation and anomaly detection."""

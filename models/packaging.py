@@ -1,0 +1,107 @@
+"""A trained model as a directory: a JSON description plus a ``weights_only`` state dict.
+
+The format needs nothing from the training process to load: the JSON names the model kind and holds the
+architecture configuration and any calibration (thresholds, normalisation); ``weights.pt`` is read with
+``torch.load(..., weights_only=True)``, so loading never unpickles code.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+FORMAT_VERSION = 1
+DESCRIPTION_FILE = "defectflow_model.json"
+WEIGHTS_FILE = "weights.pt"
+
+# kind -> function(config dict) -> nn.Module built *without* fetching pretrained weights.
+Builder = Callable[[dict[str, Any]], nn.Module]
+
+
+@dataclass
+class ModelPackage:
+    """What a model directory holds.
+
+    Attributes:
+        kind: ``"segmenter"`` or ``"detector"``.
+        config: Architecture configuration, enough to rebuild the network.
+        extra: Everything else that travels with the weights (calibration, training summary).
+        path: The directory it was read from, if any.
+    """
+
+    kind: str
+    config: dict[str, Any]
+    extra: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+
+def save_model_package(
+    directory: str | Path,
+    kind: str,
+    config: dict[str, Any],
+    module: nn.Module,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``module``'s weights and its description into ``directory`` (created when missing)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
+    torch.save(state, directory / WEIGHTS_FILE)
+    description = {"kind": kind, "format_version": FORMAT_VERSION, "config": config, "extra": extra or {}}
+    (directory / DESCRIPTION_FILE).write_text(json.dumps(description, indent=2, sort_keys=True))
+    return directory
+
+
+def read_model_package(directory: str | Path) -> ModelPackage:
+    """Read the description of a model directory without loading weights."""
+    directory = Path(directory)
+    description_path = directory / DESCRIPTION_FILE
+    if not description_path.is_file():
+        raise FileNotFoundError(
+            f"{directory} is not a defectflow model directory (no {DESCRIPTION_FILE}). Pass a directory written "
+            "by 'defectflow train', or a registry URI such as models:/detector@champion."
+        )
+    description = json.loads(description_path.read_text())
+    version = description.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ValueError(
+            f"{directory} uses model format {version}, this defectflow reads format {FORMAT_VERSION}. "
+            "Retrain the model with this version, or install the defectflow version that wrote it."
+        )
+    return ModelPackage(
+        kind=description["kind"], config=description["config"], extra=description.get("extra", {}), path=directory
+    )
+
+
+def load_model_package(
+    directory: str | Path, builders: dict[str, Builder], expected_kind: str | None = None
+) -> tuple[nn.Module, ModelPackage]:
+    """Rebuild the network described in ``directory`` and load its weights safely.
+
+    Args:
+        directory: A directory written by :func:`save_model_package`.
+        builders: Map from model kind to a function that builds the bare network from its config.
+        expected_kind: When given, a package of another kind is an error.
+
+    Returns:
+        The network in eval mode on the CPU, and its package description.
+    """
+    package = read_model_package(directory)
+    if expected_kind is not None and package.kind != expected_kind:
+        raise ValueError(
+            f"{directory} holds a {package.kind} model, but a {expected_kind} was expected. "
+            f"Pass a {expected_kind} model (e.g. models:/{expected_kind}@champion)."
+        )
+    if package.kind not in builders:
+        raise ValueError(f"unknown model kind {package.kind!r}; known kinds: {sorted(builders)}")
+    module = builders[package.kind](package.config)
+    state = torch.load(Path(directory) / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+    module.load_state_dict(state, strict=True)
+    module.eval()
+    return module, package
