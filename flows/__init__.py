@@ -1,1 +1,1 @@
-"""defectflow flows."""
+"""defectflow flows: Prefect flows that compose tasks, and the ``defectflow`` command line."""

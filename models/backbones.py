@@ -146,9 +146,7 @@ def create_feature_extractor(
     """
     if weights == TIMM_PRETRAINED:
         try:
-            model = timm.create_model(
-                name, pretrained=True, features_only=True, out_indices=out_indices, **timm_kwargs
-            )
+            model = timm.create_model(name, pretrained=True, features_only=True, out_indices=out_indices, **timm_kwargs)
         except Exception as error:  # network errors come in many types, all mean the same to the user
             raise RuntimeError(
                 f"could not load timm's pretrained weights for {name!r} ({type(error).__name__}: {error}). "

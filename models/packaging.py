@@ -75,7 +75,10 @@ def read_model_package(directory: str | Path) -> ModelPackage:
             "Retrain the model with this version, or install the defectflow version that wrote it."
         )
     return ModelPackage(
-        kind=description["kind"], config=description["config"], extra=description.get("extra", {}), path=directory
+        kind=description["kind"],
+        config=description["config"],
+        extra=description.get("extra", {}),
+        path=directory,
     )
 
 

@@ -1,0 +1,135 @@
+"""Flow ``ingest_shift``: a folder of camera frames into the workspace's zarr store, with a manifest.
+
+The flow process only lists files and keeps small records; hashing, decoding and writing run on Dask workers,
+so memory stays flat however large the shift grows. Re-running the same ingest changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from prefect import flow, get_run_logger
+
+from flows.batching import batches
+from flows.progress import track_futures
+from storage.frame_files import SourceError, list_source_files, resolve_source_dir
+from storage.frame_store import FrameStore
+from storage.ids import image_id_for, validate_shift_id
+from storage.settings import load_settings
+from storage.tables import MANIFEST_COLUMNS, read_manifest, write_manifest
+from tasks.hash_files import hash_files
+from tasks.ingest_frames import ingest_frames
+
+
+def _plan(
+    files: list[dict[str, Any]], previous: pd.DataFrame
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Sort hashed files into (kept rows of earlier runs, rows decided here, jobs to decode).
+
+    The first file (in path order) with given bytes is decoded; later ones are ``duplicate`` of it, also across
+    runs. A file already in the manifest with the same bytes keeps its row untouched (idempotent re-run).
+    """
+    by_path = {row.source_path: row._asdict() for row in previous.itertuples(index=False)}
+    first_with_sha: dict[str, str] = {}
+    for row in previous.itertuples(index=False):
+        if row.status != "duplicate":
+            first_with_sha.setdefault(row.sha256, row.source_path)
+    kept, decided, jobs = [], [], []
+    for item in files:
+        path, sha = item["source_path"], item["sha256"]
+        earlier = by_path.get(path)
+        if earlier is not None and earlier["sha256"] == sha:
+            kept.append(earlier)
+            continue
+        base = {"image_id": image_id_for(path), "source_path": path, "sha256": sha, "bytes": item["bytes"]}
+        blank = {"height": None, "width": None, "channels": None, "dtype": None, "ingested_at": None}
+        if item["bytes"] == 0:
+            decided.append({**base, **blank, "status": "quarantined", "reason": "empty file (0 bytes)"})
+        elif sha in first_with_sha and first_with_sha[sha] != path:
+            reason = f"same bytes as {first_with_sha[sha]}"
+            decided.append({**base, **blank, "status": "duplicate", "reason": reason})
+        else:
+            first_with_sha[sha] = path
+            jobs.append(base)
+    return kept, decided, jobs
+
+
+@flow(name="ingest_shift", log_prints=True)
+def ingest_shift(
+    source: str,
+    shift_id: str,
+    home: str | None = None,
+    max_pixels: int | None = None,
+    batch_size: int = 4,
+) -> dict[str, Any]:
+    """Ingest every file below ``source`` as shift ``shift_id``.
+
+    Args:
+        source: Folder the camera line wrote the shift's frames to (read recursively, dotfiles ignored).
+        shift_id: Name of the shift, ``[A-Za-z0-9._-]{1,64}``.
+        home: Workspace directory (default ``DEFECTFLOW_HOME`` or ``./defectflow-home``).
+        max_pixels: Refuse frames whose header declares more pixels (default ``DEFECTFLOW_MAX_PIXELS``).
+        batch_size: Frames per Dask task.
+
+    Returns:
+        Summary: counts per status, quarantine reasons, manifest path.
+    """
+    logger = get_run_logger()
+    validate_shift_id(shift_id)
+    root = resolve_source_dir(source)
+    settings = load_settings(home).ensure()
+    limit = max_pixels or settings.max_pixels
+    paths = list_source_files(root)
+    if not paths:
+        raise SourceError(f"source folder {root} holds no files (dotfiles are ignored); check the path")
+    results_dir = settings.results_dir(shift_id)
+    previous = read_manifest(results_dir)
+    store = FrameStore(settings.store_path)
+    store.ensure_shift(shift_id)
+
+    hash_batches = batches(paths, 64)
+    hash_futures = [hash_files.submit(str(root), chunk) for chunk in hash_batches]
+    hashed: list[dict[str, Any]] = []
+    for future in track_futures(hash_futures, "hashing", [len(c) for c in hash_batches], "files"):
+        hashed.extend(future.result())
+    hashed.sort(key=lambda item: item["source_path"])
+
+    kept, decided, jobs = _plan(hashed, previous)
+    logger.info("%d files: %d unchanged, %d to decode, %d decided", len(paths), len(kept), len(jobs), len(decided))
+    job_batches = batches(jobs, batch_size)
+    futures = [
+        ingest_frames.submit(str(root), str(settings.store_path), shift_id, chunk, limit) for chunk in job_batches
+    ]
+    ingested: list[dict[str, Any]] = []
+    for future in track_futures(futures, "ingesting", [len(c) for c in job_batches], "frames"):
+        ingested.extend(future.result())
+
+    listed = set(paths)
+    vanished = [row for row in previous.to_dict("records") if row["source_path"] not in listed]
+    manifest = pd.DataFrame(kept + decided + ingested + vanished, columns=MANIFEST_COLUMNS)
+    manifest_path = write_manifest(results_dir, manifest)
+
+    counts = Counter(manifest["status"])
+    quarantined = manifest[manifest["status"] == "quarantined"]
+    summary = {
+        "shift_id": shift_id,
+        "files": len(paths),
+        "new": len(decided) + len(ingested),
+        "ingested": int(counts.get("ingested", 0)),
+        "duplicate": int(counts.get("duplicate", 0)),
+        "quarantined": int(counts.get("quarantined", 0)),
+        "quarantine_reasons": dict(zip(quarantined["source_path"], quarantined["reason"], strict=True)),
+        "manifest": str(manifest_path),
+        "store": str(Path(settings.store_path) / "shifts" / shift_id),
+    }
+    logger.info(
+        "shift %s: %d ingested, %d duplicate, %d quarantined",
+        shift_id,
+        summary["ingested"],
+        summary["duplicate"],
+        summary["quarantined"],
+    )
+    return summary

@@ -1,0 +1,133 @@
+"""Workspace settings, in one place.
+
+A workspace is a directory (``--home``, environment ``DEFECTFLOW_HOME``, default ``./defectflow-home``) holding:
+
+* ``store.zarr/``: frames and heatmaps, one group per shift;
+* ``results/<shift>/``: manifest, scores and the operator report of each shift;
+* ``mlflow.db`` and ``mlartifacts/``: the embedded MLflow store, unless ``MLFLOW_TRACKING_URI`` is set.
+
+Every other setting is an environment variable with a documented default (README, "Settings"), so the same code
+runs on a workstation and on a Prefect worker pool with a multi-node Dask cluster: only the environment changes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_HOME = "defectflow-home"
+DEFAULT_MAX_PIXELS = 200_000_000
+
+
+class SettingsError(ValueError):
+    """A setting has a value defectflow cannot use; the message says which and how to fix it."""
+
+
+def _env_int(name: str, default: int | None) -> int | None:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as error:
+        raise SettingsError(f"{name}={raw!r} is not a whole number; set it to e.g. {default}") from error
+    if value <= 0:
+        raise SettingsError(f"{name}={raw!r} must be positive")
+    return value
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError as error:
+        raise SettingsError(f"{name}={raw!r} is not a number; set it to e.g. {default}") from error
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings of one workspace.
+
+    Attributes:
+        home: Workspace directory.
+        tracking_uri: MLflow tracking URI (embedded SQLite store in the workspace unless overridden).
+        artifact_root: Where the embedded MLflow store keeps artifacts.
+        dask_address: Address of an existing Dask scheduler; ``None`` starts a ``LocalCluster``.
+        dask_workers: Worker processes of the ``LocalCluster`` (ignored with an address).
+        max_pixels: Frames whose header declares more pixels are refused before decoding.
+        eval_data: Fixed evaluation set (MVTec AD layout) for retraining and promotion, if configured.
+        guard_tolerance: How far a guard metric may fall before a promotion is refused.
+        floor_image_auroc: Minimum image AUROC of a first detector champion.
+        floor_miou: Minimum mIoU of a first segmenter champion.
+    """
+
+    home: Path
+    tracking_uri: str
+    artifact_root: Path
+    dask_address: str | None = None
+    dask_workers: int | None = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    eval_data: Path | None = None
+    seg_eval_data: Path | None = None
+    guard_tolerance: float = 0.02
+    floor_image_auroc: float = 0.90
+    floor_miou: float = 0.80
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def store_path(self) -> Path:
+        """The zarr store of frames and heatmaps."""
+        return self.home / "store.zarr"
+
+    @property
+    def results_root(self) -> Path:
+        """Parent of the per-shift results folders."""
+        return self.home / "results"
+
+    def results_dir(self, shift_id: str) -> Path:
+        """Manifest, scores and report of one shift."""
+        return self.results_root / shift_id
+
+    @property
+    def models_dir(self) -> Path:
+        """Local scratch space for model packages before they go to MLflow."""
+        return self.home / "models"
+
+    def ensure(self) -> Settings:
+        """Create the workspace directories; returns ``self`` for chaining."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.results_root.mkdir(parents=True, exist_ok=True)
+        return self
+
+
+def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
+    """Resolve the settings from arguments and the environment.
+
+    Args:
+        home: Workspace directory; falls back to ``DEFECTFLOW_HOME``, then ``./defectflow-home``.
+
+    Returns:
+        The settings, with an absolute ``home``.
+    """
+    home_path = Path(home or os.environ.get("DEFECTFLOW_HOME") or DEFAULT_HOME).expanduser().resolve()
+    if home_path.exists() and not home_path.is_dir():
+        raise SettingsError(f"workspace {home_path} exists and is not a directory; pass another --home")
+    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI", "").strip() or f"sqlite:///{home_path / 'mlflow.db'}"
+    eval_data = os.environ.get("DEFECTFLOW_EVAL_DATA", "").strip()
+    seg_eval_data = os.environ.get("DEFECTFLOW_SEG_EVAL_DATA", "").strip()
+    return Settings(
+        home=home_path,
+        tracking_uri=tracking_uri,
+        artifact_root=home_path / "mlartifacts",
+        dask_address=os.environ.get("DEFECTFLOW_DASK_ADDRESS", "").strip() or None,
+        dask_workers=_env_int("DEFECTFLOW_WORKERS", None),
+        max_pixels=_env_int("DEFECTFLOW_MAX_PIXELS", DEFAULT_MAX_PIXELS) or DEFAULT_MAX_PIXELS,
+        eval_data=Path(eval_data).expanduser().resolve() if eval_data else None,
+        seg_eval_data=Path(seg_eval_data).expanduser().resolve() if seg_eval_data else None,
+        guard_tolerance=_env_float("DEFECTFLOW_GUARD_TOLERANCE", 0.02),
+        floor_image_auroc=_env_float("DEFECTFLOW_FLOOR_IMAGE_AUROC", 0.90),
+        floor_miou=_env_float("DEFECTFLOW_FLOOR_MIOU", 0.80),
+    )

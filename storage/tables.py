@@ -1,0 +1,88 @@
+"""Result tables of a shift (parquet): the ingest manifest and the scores.
+
+Tables are rewritten whole through a temporary file and an atomic rename, so a reader never sees half a file
+and a killed writer leaves the previous version intact.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+MANIFEST_COLUMNS = [
+    "image_id",
+    "source_path",
+    "sha256",
+    "height",
+    "width",
+    "channels",
+    "dtype",
+    "status",
+    "reason",
+    "bytes",
+    "ingested_at",
+]
+SCORE_COLUMNS = [
+    "image_id",
+    "score",
+    "is_anomalous",
+    "raw_score",
+    "threshold",
+    "y0",
+    "x0",
+    "y1",
+    "x1",
+    "status",
+    "reason",
+    "segmenter_version",
+    "detector_version",
+    "scored_at",
+]
+
+MANIFEST_FILE = "manifest.parquet"
+SCORES_FILE = "scores.parquet"
+
+
+def write_table(frame: pd.DataFrame, path: Path) -> Path:
+    """Write ``frame`` to ``path`` atomically (temporary file in the same folder, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(handle)
+    try:
+        frame.to_parquet(temporary, index=False)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _read(path: Path, columns: list[str]) -> pd.DataFrame:
+    if not path.is_file():
+        return pd.DataFrame({name: pd.Series(dtype="object") for name in columns})
+    return pd.read_parquet(path)
+
+
+def read_manifest(results_dir: Path) -> pd.DataFrame:
+    """The shift's manifest, or an empty table with the manifest's columns."""
+    return _read(results_dir / MANIFEST_FILE, MANIFEST_COLUMNS)
+
+
+def write_manifest(results_dir: Path, rows: pd.DataFrame) -> Path:
+    """Write the manifest sorted by source path, columns in the documented order."""
+    rows = rows[MANIFEST_COLUMNS].sort_values("source_path", kind="stable").reset_index(drop=True)
+    return write_table(rows, results_dir / MANIFEST_FILE)
+
+
+def read_scores(results_dir: Path) -> pd.DataFrame:
+    """The shift's scores, or an empty table with the score columns."""
+    return _read(results_dir / SCORES_FILE, SCORE_COLUMNS)
+
+
+def write_scores(results_dir: Path, rows: pd.DataFrame) -> Path:
+    """Write the scores sorted by image id, columns in the documented order."""
+    rows = rows[SCORE_COLUMNS].sort_values("image_id", kind="stable").reset_index(drop=True)
+    return write_table(rows, results_dir / SCORES_FILE)

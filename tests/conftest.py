@@ -1,0 +1,41 @@
+"""Shared fixtures: an isolated Prefect database and API for the session, a temporary workspace per test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Isolate Prefect before it is imported anywhere: its own database in a temporary folder, no telemetry.
+_PREFECT_HOME = Path(os.environ.setdefault("DEFECTFLOW_TEST_PREFECT_HOME", "/tmp/defectflow-test-prefect"))
+os.environ["PREFECT_HOME"] = str(_PREFECT_HOME)
+os.environ.pop("PREFECT_API_URL", None)
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+os.environ.pop("DEFECTFLOW_HOME", None)
+os.environ.pop("DEFECTFLOW_DASK_ADDRESS", None)
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[str]:
+    """One real Prefect API server for the whole session; Dask workers inherit its URL."""
+    import shutil
+
+    shutil.rmtree(_PREFECT_HOME, ignore_errors=True)
+    _PREFECT_HOME.mkdir(parents=True)
+    from flows.runtime import prefect_api as start
+
+    with start() as url:
+        yield url
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """A fresh, empty workspace."""
+    path = tmp_path / "home"
+    path.mkdir()
+    return path
