@@ -1,0 +1,154 @@
+"""The MLflow model registry: which model version scores tonight.
+
+A model version's artifacts are a defectflow model directory (``models.packaging``: JSON description plus a
+``weights_only`` state dict), so loading one needs nothing from the training process and unpickles no code.
+Aliases carry the decisions: ``challenger`` (newly trained), ``champion`` (scores the shifts), ``previous`` (the
+champion before the last promotion, for rollback).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from storage.settings import Settings
+from storage.tracking import client
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+PREVIOUS = "previous"
+MODEL_ARTIFACT_PATH = "model"
+_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
+
+
+class ModelNotFound(LookupError):
+    """A model URI that names nothing in the registry; the message says which command creates it."""
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model ready to load: its local directory and where it came from."""
+
+    local_dir: Path
+    uri: str
+    name: str | None = None
+    version: str | None = None
+
+    @property
+    def label(self) -> str:
+        """Short text for tables and logs: ``detector v3`` or the local path."""
+        return f"{self.name} v{self.version}" if self.version else str(self.local_dir)
+
+
+def _hint(name: str) -> str:
+    return (
+        f"train one with 'defectflow train {name} --data DIR' (it becomes {name}@{CHALLENGER}) and promote it with "
+        f"'defectflow promote --model {name}'"
+    )
+
+
+def register_model_dir(
+    settings: Settings, name: str, run_id: str, tags: dict[str, str] | None = None, alias: str | None = CHALLENGER
+) -> str:
+    """Register the model directory logged under ``model/`` of ``run_id`` as a new version of ``name``.
+
+    Returns:
+        The new version number, as a string.
+    """
+    mlflow_client = client(settings)
+    try:
+        mlflow_client.get_registered_model(name)
+    except Exception:
+        mlflow_client.create_registered_model(name)
+    version = mlflow_client.create_model_version(
+        name, source=f"runs:/{run_id}/{MODEL_ARTIFACT_PATH}", run_id=run_id, tags=tags or {}
+    )
+    if alias:
+        mlflow_client.set_registered_model_alias(name, alias, version.version)
+    return str(version.version)
+
+
+def alias_version(settings: Settings, name: str, alias: str) -> str | None:
+    """Version that ``name@alias`` points to, or ``None``."""
+    try:
+        return str(client(settings).get_model_version_by_alias(name, alias).version)
+    except Exception:
+        return None
+
+
+def set_alias(settings: Settings, name: str, alias: str, version: str) -> None:
+    """Point ``name@alias`` at ``version``."""
+    client(settings).set_registered_model_alias(name, alias, version)
+
+
+def version_tags(settings: Settings, name: str, version: str) -> dict[str, str]:
+    """Tags of one model version."""
+    return dict(client(settings).get_model_version(name, version).tags)
+
+
+def list_versions(settings: Settings, name: str) -> list[dict[str, Any]]:
+    """All versions of ``name`` with their aliases, oldest first."""
+    mlflow_client = client(settings)
+    try:
+        model = mlflow_client.get_registered_model(name)
+    except Exception:
+        return []
+    aliases: dict[str, list[str]] = {}
+    for alias, version in (model.aliases or {}).items():
+        aliases.setdefault(str(version), []).append(alias)
+    versions = mlflow_client.search_model_versions(f"name='{name}'")
+    rows = [
+        {"version": str(v.version), "aliases": sorted(aliases.get(str(v.version), [])), "run_id": v.run_id}
+        for v in versions
+    ]
+    return sorted(rows, key=lambda row: int(row["version"]))
+
+
+def resolve_model(settings: Settings, uri: str, kind: str) -> ResolvedModel:
+    """Turn a model reference into a local model directory.
+
+    Args:
+        settings: Workspace settings (tracking URI and download cache).
+        uri: ``models:/<name>@<alias>``, ``models:/<name>/<version>``, or a local model directory.
+        kind: ``"segmenter"`` or ``"detector"``, for the error message.
+
+    Raises:
+        ModelNotFound: When the URI names no registered version or no directory.
+    """
+    match = _URI.match(uri)
+    if match is None:
+        path = Path(uri).expanduser()
+        if path.is_dir():
+            return ResolvedModel(local_dir=path.resolve(), uri=str(path.resolve()))
+        raise ModelNotFound(
+            f"{uri!r} is neither a registry URI (models:/{kind}@champion, models:/{kind}/3) nor a model "
+            f"directory; {_hint(kind)}"
+        )
+    name = match["name"]
+    mlflow_client = client(settings)
+    try:
+        if match["alias"]:
+            version = str(mlflow_client.get_model_version_by_alias(name, match["alias"]).version)
+        else:
+            version = str(mlflow_client.get_model_version(name, match["version"]).version)
+    except Exception as error:
+        raise ModelNotFound(f"no model version found for {uri} in {settings.tracking_uri}; {_hint(name)}") from error
+    cache = settings.models_dir / "registry" / name / version
+    if not (cache / ".complete").is_file():
+        import mlflow
+
+        staging = cache.with_name(f".{version}.{uuid.uuid4().hex}.partial")  # one per process: workers race here
+        staging.mkdir(parents=True)
+        mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(staging))
+        (staging / ".complete").touch()
+        try:
+            staging.rename(cache)
+        except OSError:  # another process finished first; its copy is identical
+            shutil.rmtree(staging, ignore_errors=True)
+        if not (cache / ".complete").is_file():
+            raise ModelNotFound(f"download of {name} v{version} into {cache} did not complete; run the command again")
+    return ResolvedModel(local_dir=cache, uri=uri, name=name, version=version)
