@@ -1,0 +1,272 @@
+"""Flow ``nightly_scoring``: two-stage scoring of an ingested shift over Dask.
+
+Stage 1 segments each frame and crops it to the component; stage 2 scores the crop with the reverse-distillation
+detector. Batches of frames are Prefect tasks on the ``DaskTaskRunner``; the flow keeps only small records.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from prefect import flow, get_run_logger
+
+from flows.batching import batches
+from flows.progress import track_futures
+from storage.frame_store import FrameStore
+from storage.ids import validate_shift_id
+from storage.registry import resolve_model
+from storage.report import write_report
+from storage.settings import Settings, load_settings
+from storage.tables import SCORE_COLUMNS, read_manifest, read_scores, write_scores
+from storage.tracking import EXPERIMENT_SCORING, log_metrics, log_params, tracked_run
+from tasks.model_cache import ModelRef
+from tasks.render_overlays import render_overlays
+from tasks.score_frames import PARTS_DIR, score_frames
+
+DEFAULT_SEGMENTER = "models:/segmenter@champion"
+DEFAULT_DETECTOR = "models:/detector@champion"
+FINISHED = ("scored", "no_component")
+
+
+class NothingToScore(ValueError):
+    """No ingested shift, or a shift without frames; the message says which command fixes it."""
+
+
+def latest_shift(settings: Settings) -> str:
+    """The most recently ingested shift of the workspace (for the scheduled deployment)."""
+    manifests = sorted(settings.results_root.glob("*/manifest.parquet"), key=lambda p: p.stat().st_mtime)
+    if not manifests:
+        raise NothingToScore(f"no shift has been ingested in {settings.home}; run 'defectflow ingest SRC --shift ID'")
+    return manifests[-1].parent.name
+
+
+def _pin(settings: Settings, uri: str, kind: str) -> ModelRef:
+    resolved = resolve_model(settings, uri, kind)
+    pinned = f"models:/{resolved.name}/{resolved.version}" if resolved.version else resolved.uri
+    return ModelRef(kind=kind, local_dir=str(resolved.local_dir), uri=pinned, version=resolved.version)
+
+
+def consolidate(results_dir: Path) -> pd.DataFrame:
+    """Merge part tables left by finished batches into ``scores.parquet`` (latest record per frame wins)."""
+    parts_dir = results_dir / PARTS_DIR
+    parts = sorted(parts_dir.glob("*.parquet")) if parts_dir.is_dir() else []
+    frames = [read_scores(results_dir)] + [pd.read_parquet(p) for p in parts]
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return read_scores(results_dir)
+    merged = pd.concat(frames, ignore_index=True).sort_values("scored_at", kind="stable")
+    merged = merged.drop_duplicates("image_id", keep="last")
+    if parts:
+        write_scores(results_dir, merged)
+        for part in parts:
+            part.unlink(missing_ok=True)
+    return merged.reset_index(drop=True)
+
+
+def _gpu_annotation() -> contextlib.AbstractContextManager[Any]:
+    """Dask resource annotation ``GPU=1`` when the cluster's workers declare a GPU resource, else nothing."""
+    try:
+        import dask
+        from distributed import get_client
+
+        workers = get_client().scheduler_info(n_workers=-1)["workers"].values()
+        if any(w.get("resources", {}).get("GPU") for w in workers):
+            return dask.annotate(resources={"GPU": 1})
+    except Exception:
+        pass
+    return contextlib.nullcontext()
+
+
+def _failed_rows(image_ids: list[str], error: BaseException | None, refs: tuple[ModelRef | None, ModelRef]) -> list:
+    reason = f"batch failed after retries: {type(error).__name__}: {error}" if error else "batch failed"
+    now = pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds")
+    return [
+        {
+            **dict.fromkeys(SCORE_COLUMNS),
+            "image_id": i,
+            "status": "failed",
+            "reason": reason[:500],
+            "is_anomalous": False,
+            "segmenter_version": refs[0].version if refs[0] else None,
+            "detector_version": refs[1].version,
+            "scored_at": now,
+        }
+        for i in image_ids
+    ]
+
+
+def _log_run(
+    settings: Settings,
+    shift_id: str,
+    scores: pd.DataFrame,
+    refs: tuple[ModelRef | None, ModelRef],
+    seconds: float,
+    new_frames: int,
+    overlays: list[str],
+    workers: int,
+) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    segmenter, detector = refs
+    scored = scores[scores["status"] == "scored"]
+    values = scored["score"].astype(float).to_numpy()
+    metrics: dict[str, Any] = {
+        "images": len(scores),
+        "scored": len(scored),
+        "flagged": int(scored["is_anomalous"].astype(bool).sum()),
+        "flag_rate": float(scored["is_anomalous"].astype(bool).mean()) if len(scored) else 0.0,
+        "no_component": int((scores["status"] == "no_component").sum()),
+        "failed": int((scores["status"] == "failed").sum()),
+        "images_per_second": new_frames / seconds if seconds > 0 else 0.0,
+        "seconds": seconds,
+    }
+    if len(values):
+        for q in (50, 95, 99):
+            metrics[f"score_p{q}"] = float(np.percentile(values, q))
+    with tracked_run(settings, EXPERIMENT_SCORING, run_name=f"score-{shift_id}") as run:
+        log_params(
+            {
+                "shift_id": shift_id,
+                "segmenter_uri": segmenter.uri if segmenter else "none (one-stage)",
+                "segmenter_version": segmenter.version if segmenter else None,
+                "detector_uri": detector.uri,
+                "detector_version": detector.version,
+                "cluster_workers": workers,
+                "frames_scored_this_run": new_frames,
+            }
+        )
+        log_metrics(metrics)
+        import mlflow
+
+        with tempfile.TemporaryDirectory() as scratch:
+            figure, axis = plt.subplots(figsize=(6, 3.5))
+            axis.hist(values, bins=50, color="#4477aa")
+            axis.axvline(0.5, color="red", linestyle="--", label="decision (0.5)")
+            axis.set_xlabel("normalised image score")
+            axis.set_ylabel("frames")
+            axis.set_title(f"shift {shift_id}")
+            axis.legend()
+            figure.tight_layout()
+            histogram = Path(scratch) / "score_histogram.png"
+            figure.savefig(histogram, dpi=100)
+            plt.close(figure)
+            mlflow.log_artifact(str(histogram))
+        for path in overlays:
+            mlflow.log_artifact(path, artifact_path="top_overlays")
+        return run.info.run_id
+
+
+@flow(name="nightly_scoring", log_prints=True)
+def nightly_scoring(
+    shift_id: str | None = None,
+    segmenter: str = DEFAULT_SEGMENTER,
+    detector: str = DEFAULT_DETECTOR,
+    home: str | None = None,
+    batch_size: int = 8,
+    one_stage: bool = False,
+    rescore: bool = False,
+    workers: int | None = None,
+) -> dict[str, Any]:
+    """Score a shift's frames, write heatmaps and scores, log the run to MLflow and write the report.
+
+    Args:
+        shift_id: Shift to score; ``None`` scores the most recently ingested one.
+        segmenter: Stage-1 model URI (``models:/segmenter@champion``, a version, or a model directory).
+        detector: Stage-2 model URI.
+        home: Workspace directory.
+        batch_size: Frames per Dask task.
+        one_stage: Skip segmentation and score whole frames (for comparison).
+        rescore: Score frames that already have a score.
+        workers: Cluster size recorded in MLflow (the task runner decides the real one).
+
+    Returns:
+        Summary with counts, throughput, paths and the MLflow run id.
+    """
+    logger = get_run_logger()
+    settings = load_settings(home).ensure()
+    shift_id = validate_shift_id(shift_id) if shift_id else latest_shift(settings)
+    results_dir = settings.results_dir(shift_id)
+    manifest = read_manifest(results_dir)
+    image_ids = sorted(manifest.loc[manifest["status"] == "ingested", "image_id"])
+    if not image_ids:
+        raise NothingToScore(f"shift {shift_id} has no ingested frames; run 'defectflow ingest SRC --shift {shift_id}'")
+    refs = (None if one_stage else _pin(settings, segmenter, "segmenter"), _pin(settings, detector, "detector"))
+
+    existing = consolidate(results_dir)
+    done = set() if rescore else set(existing.loc[existing["status"].isin(FINISHED), "image_id"])
+    todo = [i for i in image_ids if i not in done]
+    logger.info("shift %s: %d frames, %d to score", shift_id, len(image_ids), len(todo))
+
+    start = time.perf_counter()
+    chunks = batches(todo, batch_size)
+    with _gpu_annotation():
+        futures = [
+            score_frames.submit(str(settings.store_path), str(results_dir), shift_id, chunk, *refs) for chunk in chunks
+        ]
+    chunk_of = {id(f): c for f, c in zip(futures, chunks, strict=True)}
+    records: list[dict[str, Any]] = []
+    for future in track_futures(futures, "scoring", [len(c) for c in chunks], "frames"):
+        try:
+            records.extend(future.result())
+        except Exception as error:  # the batch failed after its retries: its frames are marked, the rest goes on
+            records.extend(_failed_rows(chunk_of[id(future)], error, refs))
+    seconds = time.perf_counter() - start
+
+    scores = consolidate(results_dir)
+    if records:
+        fresh = pd.DataFrame(records, columns=SCORE_COLUMNS)
+        scores = pd.concat([scores, fresh], ignore_index=True).drop_duplicates("image_id", keep="last")
+    scores = scores[scores["image_id"].isin(image_ids)]
+    write_scores(results_dir, scores)
+
+    scored = scores[scores["status"] == "scored"].sort_values("score", ascending=False)
+    flagged = scored[scored["is_anomalous"].astype(bool)]
+    to_render = pd.concat([scored.head(10), flagged.head(200)]).drop_duplicates("image_id")
+    overlay_dir = results_dir / "overlays"
+    paths: list[str] = []
+    if not to_render.empty:
+        paths = render_overlays.submit(
+            str(settings.store_path), shift_id, to_render.to_dict("records"), str(overlay_dir)
+        ).result()
+    top_ids = set(scored.head(10)["image_id"])
+    top_paths = [p for p in paths if Path(p).stem in top_ids]
+    run_id = _log_run(settings, shift_id, scores, refs, seconds, len(todo), top_paths, workers or 0)
+    overlays = {Path(p).stem: f"overlays/{Path(p).name}" for p in paths}
+    report = write_report(
+        results_dir / "report.html",
+        shift_id,
+        scores,
+        overlays,
+        FrameStore(settings.store_path).path / "shifts" / shift_id / "heatmaps",
+        {
+            "segmenter": refs[0].uri if refs[0] else "none (one-stage)",
+            "detector": refs[1].uri,
+            "MLflow run": run_id,
+        },
+    )
+    summary = {
+        "shift_id": shift_id,
+        "frames": len(image_ids),
+        "scored_this_run": len(todo),
+        "scored": int((scores["status"] == "scored").sum()),
+        "flagged": len(flagged),
+        "no_component": int((scores["status"] == "no_component").sum()),
+        "failed": int((scores["status"] == "failed").sum()),
+        "images_per_second": len(todo) / seconds if seconds > 0 and todo else 0.0,
+        "scores": str(results_dir / "scores.parquet"),
+        "report": str(report),
+        "mlflow_run_id": run_id,
+        "segmenter_version": refs[0].version if refs[0] else None,
+        "detector_version": refs[1].version,
+    }
+    logger.info("shift %s scored: %s", shift_id, summary)
+    return summary

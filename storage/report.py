@@ -1,0 +1,90 @@
+"""The operator's page for a shift: ``results/<shift>/report.html``, readable offline in any browser."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:2rem;color:#222}
+h1{margin-bottom:.2rem} .muted{color:#666}
+.counts{display:flex;gap:1rem;margin:1rem 0}
+.count{border:1px solid #ccc;border-radius:6px;padding:.6rem 1rem;min-width:7rem}
+.count b{display:block;font-size:1.6rem}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(320px,1fr));gap:1rem}
+figure{margin:0;border:1px solid #ddd;border-radius:6px;padding:.5rem}
+figure img{width:100%} figcaption{font-size:.9rem}
+table{border-collapse:collapse;margin-top:1rem} td,th{border-bottom:1px solid #eee;padding:.2rem .6rem;text-align:left}
+"""
+
+
+def write_report(
+    path: Path,
+    shift_id: str,
+    scores: pd.DataFrame,
+    overlays: dict[str, str],
+    heatmap_root: Path,
+    context: dict[str, Any],
+) -> Path:
+    """Write the report: counts, flagged frames with overlays (highest score first), links to heatmaps.
+
+    Args:
+        path: Where to write ``report.html``.
+        shift_id: The shift.
+        scores: The shift's scores table.
+        overlays: image id -> overlay path relative to the report's folder.
+        heatmap_root: ``store.zarr/shifts/<shift>/heatmaps``.
+        context: Extra lines for the header (model versions, run id...).
+    """
+    esc = html.escape
+    status_counts = scores["status"].value_counts().to_dict()
+    scored = scores[scores["status"] == "scored"]
+    flagged = scored[scored["is_anomalous"].astype(bool)].sort_values("score", ascending=False)
+    counts = [
+        ("frames", len(scores)),
+        ("scored", status_counts.get("scored", 0)),
+        ("flagged", len(flagged)),
+        ("no component", status_counts.get("no_component", 0)),
+        ("failed", status_counts.get("failed", 0)),
+    ]
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>defectflow shift {esc(shift_id)}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>Shift {esc(shift_id)}</h1>",
+        "<p class='muted'>" + " · ".join(f"{esc(k)}: {esc(str(v))}" for k, v in context.items()) + "</p>",
+        "<div class='counts'>",
+        *(f"<div class='count' id='count-{esc(k.replace(' ', '-'))}'><b>{v}</b>{esc(k)}</div>" for k, v in counts),
+        "</div>",
+        f"<h2>Flagged frames ({len(flagged)})</h2>",
+    ]
+    if flagged.empty:
+        parts.append("<p id='no-flagged'>No frame was flagged in this shift.</p>")
+    parts.append("<div class='grid' id='flagged'>")
+    for row in flagged.itertuples(index=False):
+        image_id = esc(row.image_id)
+        heatmap = (heatmap_root / row.image_id).as_uri()
+        picture = overlays.get(row.image_id)
+        image = f"<img src='{esc(picture)}' alt='overlay of {image_id}'>" if picture else "<p>(no overlay)</p>"
+        parts.append(
+            f"<figure class='flagged' data-image-id='{image_id}'>{image}<figcaption><b>{image_id}</b> "
+            f"score {row.score:.3f} (raw {row.raw_score:.4f}) · box y{row.y0}:{row.y1} x{row.x0}:{row.x1} · "
+            f"<a href='{esc(heatmap)}'>heatmap (zarr)</a></figcaption></figure>"
+        )
+    parts.append("</div>")
+    problems = scores[scores["status"] != "scored"]
+    if not problems.empty:
+        parts.append(
+            f"<h2>Not scored ({len(problems)})</h2><table><tr><th>frame</th><th>status</th><th>reason</th></tr>"
+        )
+        for row in problems.itertuples(index=False):
+            parts.append(
+                f"<tr><td>{esc(row.image_id)}</td><td>{esc(row.status)}</td><td>{esc(str(row.reason))}</td></tr>"
+            )
+        parts.append("</table>")
+    parts.append("</body></html>")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path

@@ -1,0 +1,75 @@
+"""Models stay loaded in each worker process: loaded once per process and version, not per task or per image."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+_lock = threading.Lock()
+_cache: dict[tuple[str, str], Any] = {}
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A pinned model the flow resolved once: where its files are and which registry version it is."""
+
+    kind: str
+    local_dir: str
+    uri: str
+    version: str | None = None
+
+
+def compute_device() -> torch.device:
+    """CUDA when the worker has a GPU, else the CPU with as many torch threads as the worker is given."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    threads = os.environ.get("DEFECTFLOW_TORCH_THREADS")
+    if threads and int(threads) != torch.get_num_threads():
+        torch.set_num_threads(int(threads))
+    return torch.device("cpu")
+
+
+def _load(ref: ModelRef, device: torch.device) -> Any:
+    if ref.kind == "detector":
+        from models.detector.package import load_detector
+
+        model, calibration, package = load_detector(ref.local_dir)
+        extra: Any = calibration
+    elif ref.kind == "segmenter":
+        from models.packaging import load_model_package
+        from models.segmentation.builder import SEGMENTER_KIND, package_builder
+
+        model, package = load_model_package(ref.local_dir, {SEGMENTER_KIND: package_builder}, SEGMENTER_KIND)
+        extra = None
+    else:
+        raise ValueError(f"unknown model kind {ref.kind!r}")
+    model = model.to(device).eval()
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    logger.info("loaded %s from %s on %s (pid %d)", ref.kind, ref.local_dir, device, os.getpid())
+    return model, extra, package
+
+
+def get_model(ref: ModelRef) -> tuple[Any, Any, Any]:
+    """``(model, extra, package)`` for ``ref``, loaded on first use in this process and kept.
+
+    ``extra`` is the detector's calibration (``None`` for the segmenter).
+    """
+    key = (ref.kind, str(Path(ref.local_dir)))
+    with _lock:
+        if key not in _cache:
+            _cache[key] = _load(ref, compute_device())
+        return _cache[key]
+
+
+def loaded_count() -> int:
+    """How many models this process holds (for tests that check models load once per worker)."""
+    return len(_cache)
