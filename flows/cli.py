@@ -24,7 +24,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 synth_app = typer.Typer(help="Generate synthetic shifts and training sets.", no_args_is_help=True)
+train_app = typer.Typer(help="Train a model; it is registered in MLflow as <model>@challenger.", no_args_is_help=True)
+evaluate_app = typer.Typer(help="Evaluate a model on a labelled set.", no_args_is_help=True)
 app.add_typer(synth_app, name="synth")
+app.add_typer(train_app, name="train")
+app.add_typer(evaluate_app, name="evaluate")
 
 console = Console()
 error_console = Console(stderr=True)
@@ -77,6 +81,14 @@ def run_flow(flow: Any, settings: Any, address: str | None, workers: int | None,
     with prefect_api():
         runner = dask_task_runner(settings, address=address, workers=workers)
         return flow.with_options(task_runner=runner)(**parameters)
+
+
+def run_local_flow(flow: Any, **parameters: Any) -> Any:
+    """Run a flow that needs no Dask cluster (training, evaluation, promotion) against the Prefect API."""
+    from flows.runtime import prefect_api
+
+    with prefect_api():
+        return flow(**parameters)
 
 
 def print_table(title: str, rows: list[tuple[str, Any]]) -> None:
@@ -200,6 +212,248 @@ def ingest(
     )
     for path, reason in summary["quarantine_reasons"].items():
         console.print(f"  [yellow]quarantined[/] {path}: {reason}", soft_wrap=True)
+
+
+def _known_errors() -> tuple[type[Exception], ...]:
+    from flows.scoring import NothingToScore
+    from flows.training import DataError
+    from storage.ids import InvalidShiftId
+    from storage.registry import ModelNotFound
+    from storage.settings import SettingsError
+
+    return (DataError, ModelNotFound, NothingToScore, InvalidShiftId, SettingsError, FileNotFoundError)
+
+
+def guarded(call: Any) -> Any:
+    """Run ``call``; the errors a user can fix become exit code 2 with their message."""
+    try:
+        return call()
+    except _known_errors() as error:
+        raise fail(str(error)) from error
+
+
+def _print_metrics(title: str, result: dict[str, Any], keys: list[str]) -> None:
+    rows = []
+    for key in keys:
+        value = result.get(key)
+        rows.append((key, f"{value:.4f}" if isinstance(value, float) else value))
+    print_table(title, rows)
+
+
+ModelHelp = "models:/<name>@<alias>, models:/<name>/<version>, or a model directory."
+
+
+@train_app.command("segmenter")
+def train_segmenter_command(
+    data: Annotated[Path, typer.Option("--data", help="Folder with images/ and masks/.")],
+    backbone: Annotated[
+        str, typer.Option("--backbone", help="resnet50 (paper) or resnet18 (small runs).")
+    ] = "resnet50",
+    image_size: Annotated[int, typer.Option("--image-size", min=32, help="Training long side in pixels.")] = 512,
+    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 30,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=2)] = 8,
+    label_fraction: Annotated[float, typer.Option("--label-fraction", min=0.0, max=1.0)] = 1.0,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    encoder_weights: Annotated[str, typer.Option("--encoder-weights", help="PATH, 'timm' or 'none'.")] = "none",
+    max_minutes: Annotated[float | None, typer.Option("--max-minutes", help="Wall-clock training budget.")] = None,
+    home: HomeOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Train the AMAM U-Net segmenter (Prefect flow ``train_segmenter``)."""
+    from flows.training import train_segmenter_flow
+
+    _configure_logging(verbose)
+    if not 0.0 < label_fraction <= 1.0:
+        raise fail("--label-fraction must be in (0, 1], e.g. 0.1 for a tenth of the masks")
+    result = guarded(
+        lambda: run_local_flow(
+            train_segmenter_flow,
+            data=str(data),
+            home=str(home) if home else None,
+            backbone=backbone,
+            image_size=image_size,
+            epochs=epochs,
+            batch_size=batch_size,
+            label_fraction=label_fraction,
+            seed=seed,
+            encoder_weights=encoder_weights,
+            max_minutes=max_minutes,
+        )
+    )
+    if not result["encoder_pretrained"]:
+        console.print("[yellow]note:[/] the encoder was randomly initialised (--encoder-weights none).")
+    _print_metrics(
+        f"segmenter v{result['version']} registered as segmenter@challenger",
+        result,
+        ["val_miou", "val_pixel_accuracy", "best_epoch", "train_images", "val_images", "training_seconds", "run_id"],
+    )
+
+
+@train_app.command("detector")
+def train_detector_command(
+    data: Annotated[Path, typer.Option("--data", help="MVTec AD layout folder (train/good, test/, ground_truth/).")],
+    backbone: Annotated[
+        str, typer.Option("--backbone", help="wide_resnet50_2 (paper) or resnet18 (small runs).")
+    ] = "wide_resnet50_2",
+    image_size: Annotated[int, typer.Option("--image-size", min=64, help="Square input side, multiple of 32.")] = 256,
+    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 200,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=2)] = 16,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    teacher_weights: Annotated[str, typer.Option("--teacher-weights", help="PATH, 'timm' or 'none'.")] = "none",
+    max_minutes: Annotated[float | None, typer.Option("--max-minutes", help="Wall-clock training budget.")] = None,
+    home: HomeOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Train the reverse-distillation detector (Prefect flow ``train_detector``)."""
+    from flows.training import train_detector_flow
+
+    _configure_logging(verbose)
+    result = guarded(
+        lambda: run_local_flow(
+            train_detector_flow,
+            data=str(data),
+            home=str(home) if home else None,
+            backbone=backbone,
+            image_size=image_size,
+            epochs=epochs,
+            batch_size=batch_size,
+            seed=seed,
+            teacher_weights=teacher_weights,
+            max_minutes=max_minutes,
+        )
+    )
+    if not result["teacher_pretrained"]:
+        console.print("[yellow]note:[/] the teacher was randomly initialised (--teacher-weights none).")
+    _print_metrics(
+        f"detector v{result['version']} registered as detector@challenger",
+        result,
+        ["image_auroc", "pixel_auroc", "aupro", "image_f1_max", "pixel_f1_max", "epochs_completed", "run_id"],
+    )
+
+
+@evaluate_app.command("segmenter")
+def evaluate_segmenter_command(
+    data: Annotated[Path, typer.Option("--data", help="Folder with images/ and masks/.")],
+    model: Annotated[str, typer.Option("--model", help=ModelHelp)] = "models:/segmenter@champion",
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the metrics as JSON here.")] = None,
+    home: HomeOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """mIoU, per-class IoU, pixel accuracy and speed of a segmenter."""
+    from flows.evaluation import evaluate_segmenter_flow
+
+    _configure_logging(verbose)
+    result = guarded(
+        lambda: run_local_flow(
+            evaluate_segmenter_flow,
+            data=str(data),
+            model=model,
+            home=str(home) if home else None,
+            json_out=str(json_out) if json_out else None,
+        )
+    )
+    rows = [("model", model), ("version", result.get("version")), ("images", result["images"])]
+    rows += [("miou", f"{result['miou']:.4f}"), ("pixel_accuracy", f"{result['pixel_accuracy']:.4f}")]
+    rows += [(f"iou[{k}]", "n/a" if v is None else f"{v:.4f}") for k, v in result["per_class_iou"].items()]
+    rows += [("ms_per_image", f"{result['ms_per_image']:.1f}")]
+    print_table("segmenter evaluation", rows)
+
+
+@evaluate_app.command("detector")
+def evaluate_detector_command(
+    data: Annotated[Path, typer.Option("--data", help="MVTec AD layout folder with test/ and ground_truth/.")],
+    model: Annotated[str, typer.Option("--model", help=ModelHelp)] = "models:/detector@champion",
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the metrics as JSON here.")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Folder for overlays of the worst cases [default: next to --json].")
+    ] = None,
+    home: HomeOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Image AUROC, pixel AUROC, AUPRO and F1-max of a detector, per defect type and overall."""
+    from flows.evaluation import evaluate_detector_flow
+
+    _configure_logging(verbose)
+    out_dir = out or (json_out.parent / f"{json_out.stem}-overlays" if json_out else None)
+    result = guarded(
+        lambda: run_local_flow(
+            evaluate_detector_flow,
+            data=str(data),
+            model=model,
+            home=str(home) if home else None,
+            json_out=str(json_out) if json_out else None,
+            out_dir=str(out_dir) if out_dir else None,
+        )
+    )
+    table = Table(title=f"detector evaluation: {model} (v{result.get('version')})", title_justify="left")
+    for column in ["defect", "count", "image AUROC", "pixel AUROC", "AUPRO", "image F1-max", "pixel F1-max"]:
+        table.add_column(column)
+
+    def cells(metrics: dict[str, Any]) -> list[str]:
+        keys = ["image_auroc", "pixel_auroc", "aupro", "image_f1_max", "pixel_f1_max"]
+        return [f"{metrics[k]:.4f}" if isinstance(metrics.get(k), float) else "n/a" for k in keys]
+
+    for defect, metrics in result["per_defect"].items():
+        table.add_row(defect, str(metrics.get("count", "")), *cells(metrics))
+    table.add_row("[bold]overall", str(result["n_images"]), *cells(result))
+    console.print(table)
+    console.print(f"{result['ms_per_image']:.1f} ms per image (forward pass)")
+    if out_dir:
+        console.print(f"overlays of the worst cases: {out_dir}")
+
+
+@app.command()
+def score(
+    shift: Annotated[str | None, typer.Option("--shift", help="Shift to score [default: latest ingested].")] = None,
+    segmenter: Annotated[str, typer.Option("--segmenter", help=ModelHelp)] = "models:/segmenter@champion",
+    detector: Annotated[str, typer.Option("--detector", help=ModelHelp)] = "models:/detector@champion",
+    dask_address: DaskAddressOption = None,
+    workers: WorkersOption = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Frames per Dask task.")] = 8,
+    one_stage: Annotated[bool, typer.Option("--one-stage", help="Skip segmentation; score whole frames.")] = False,
+    rescore: Annotated[bool, typer.Option("--rescore", help="Score frames that already have a score.")] = False,
+    home: HomeOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Score a shift: segment, crop, detect (Prefect flow ``nightly_scoring`` on Dask)."""
+    from flows.runtime import local_worker_count
+    from flows.scoring import nightly_scoring
+    from storage.settings import load_settings
+
+    _configure_logging(verbose)
+    settings = guarded(lambda: load_settings(home))
+    count = local_worker_count(settings, workers) if not (dask_address or settings.dask_address) else None
+    summary = guarded(
+        lambda: run_flow(
+            nightly_scoring,
+            settings,
+            dask_address,
+            workers,
+            shift_id=shift,
+            segmenter=segmenter,
+            detector=detector,
+            home=str(settings.home),
+            batch_size=batch_size,
+            one_stage=one_stage,
+            rescore=rescore,
+            workers=count,
+        )
+    )
+    print_table(
+        f"shift {summary['shift_id']} scored",
+        [
+            ("frames", summary["frames"]),
+            ("scored this run", summary["scored_this_run"]),
+            ("flagged", summary["flagged"]),
+            ("no component", summary["no_component"]),
+            ("failed", summary["failed"]),
+            ("images/s", f"{summary['images_per_second']:.2f}"),
+            ("segmenter", summary["segmenter_version"] or "none (one-stage)"),
+            ("detector", summary["detector_version"]),
+            ("scores", summary["scores"]),
+            ("report", summary["report"]),
+        ],
+    )
 
 
 def main() -> None:

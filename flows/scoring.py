@@ -26,6 +26,7 @@ from storage.settings import Settings, load_settings
 from storage.tables import SCORE_COLUMNS, read_manifest, read_scores, write_scores
 from storage.tracking import EXPERIMENT_SCORING, log_metrics, log_params, tracked_run
 from tasks.model_cache import ModelRef
+from tasks.plots import histogram_plot
 from tasks.render_overlays import render_overlays
 from tasks.score_frames import PARTS_DIR, score_frames
 
@@ -111,11 +112,6 @@ def _log_run(
     overlays: list[str],
     workers: int,
 ) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     segmenter, detector = refs
     scored = scores[scores["status"] == "scored"]
     values = scored["score"].astype(float).to_numpy()
@@ -148,17 +144,9 @@ def _log_run(
         import mlflow
 
         with tempfile.TemporaryDirectory() as scratch:
-            figure, axis = plt.subplots(figsize=(6, 3.5))
-            axis.hist(values, bins=50, color="#4477aa")
-            axis.axvline(0.5, color="red", linestyle="--", label="decision (0.5)")
-            axis.set_xlabel("normalised image score")
-            axis.set_ylabel("frames")
-            axis.set_title(f"shift {shift_id}")
-            axis.legend()
-            figure.tight_layout()
-            histogram = Path(scratch) / "score_histogram.png"
-            figure.savefig(histogram, dpi=100)
-            plt.close(figure)
+            histogram = histogram_plot(
+                Path(scratch) / "score_histogram.png", values, "normalised image score", f"shift {shift_id}", 0.5
+            )
             mlflow.log_artifact(str(histogram))
         for path in overlays:
             mlflow.log_artifact(path, artifact_path="top_overlays")

@@ -1,0 +1,33 @@
+"""Log a model directory to the active MLflow run and register it as a new version with the ``challenger`` alias."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from storage.registry import MODEL_ARTIFACT_PATH, register_model_dir
+from storage.settings import Settings
+
+
+def git_commit() -> str:
+    """The commit of the code that trained the model (``unknown`` outside a git checkout)."""
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parent,
+            timeout=10,
+        )
+        return result.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def publish_model(settings: Settings, name: str, package_dir: Path, run_id: str, tags: dict[str, str]) -> str:
+    """Upload ``package_dir`` as the run's ``model/`` artifacts and register it; returns the version."""
+    import mlflow
+
+    mlflow.log_artifacts(str(package_dir), artifact_path=MODEL_ARTIFACT_PATH)
+    return register_model_dir(settings, name, run_id, tags={"git_commit": git_commit(), **tags})

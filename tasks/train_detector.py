@@ -1,0 +1,119 @@
+"""Task: train the detector, evaluate it where the data has a test split, log to MLflow, register as challenger."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+
+from models.detector.config import DetectorConfig
+from models.detector.package import save_detector
+from models.detector.training import train_detector
+from storage.settings import load_settings
+from storage.tracking import EXPERIMENT_TRAINING, log_metrics, log_params, tracked_run
+from tasks.evaluate_models import detector_report_artifacts, has_test_split
+from tasks.publish_model import publish_model
+from tasks.train_segmenter import training_device
+
+DETECTOR_NAME = "detector"
+HEADLINE = ("image_auroc", "pixel_auroc", "aupro", "image_f1_max", "pixel_f1_max", "ms_per_image")
+
+
+@task(name="train-detector")
+def train_detector_task(
+    home: str,
+    data_dir: str,
+    backbone: str = "wide_resnet50_2",
+    image_size: int = 256,
+    epochs: int = 200,
+    batch_size: int = 16,
+    seed: int = 0,
+    teacher_weights: str = "none",
+    max_minutes: float | None = None,
+    eval_dir: str | None = None,
+    tags: dict[str, str] | None = None,
+    config_overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train on ``data_dir/train/good``; evaluate on ``eval_dir`` (default: ``data_dir`` when it has ``test/``).
+
+    Returns:
+        Version, run id, where the teacher weights came from, and the evaluation's headline metrics.
+    """
+    settings = load_settings(home)
+    config = DetectorConfig(
+        backbone=backbone, image_size=image_size, teacher_weights=teacher_weights, **(config_overrides or {})
+    )
+    device = training_device()
+    evaluation_dir = eval_dir or (data_dir if has_test_split(Path(data_dir)) else None)
+    with tracked_run(settings, EXPERIMENT_TRAINING, run_name=f"detector-{backbone}-{image_size}") as run:
+        log_params(
+            {
+                "model": DETECTOR_NAME,
+                "data_dir": data_dir,
+                "eval_dir": evaluation_dir,
+                "epochs": epochs,
+                "batch_size": batch_size,
+                "seed": seed,
+                "device": device,
+                "max_minutes": max_minutes,
+                "optimizer": "Adam lr=0.005 betas=(0.5, 0.999)",
+                **{f"config_{k}": v for k, v in config.to_dict().items()},
+            }
+        )
+        result = train_detector(
+            config,
+            data_dir,
+            epochs=epochs,
+            batch_size=batch_size,
+            seed=seed,
+            max_minutes=max_minutes,
+            device=device,
+            on_epoch=lambda entry: log_metrics(entry, step=int(entry["epoch"])),
+        )
+        log_params(result.weights_info.as_params("teacher"))
+        calibration = result.calibration
+        log_params({f"calibration_{k}": v for k, v in calibration.to_dict().items()})
+        metrics: dict[str, Any] = {"epochs_completed": result.epochs_completed, **result.seconds}
+        import mlflow
+
+        with tempfile.TemporaryDirectory() as scratch:
+            out = Path(scratch)
+            if evaluation_dir:
+                evaluation = detector_report_artifacts(result.model, calibration, Path(evaluation_dir), out, device)
+                metrics.update({k: evaluation[k] for k in HEADLINE})
+                (out / "evaluation.json").write_text(json.dumps(evaluation, indent=2, default=float))
+                mlflow.log_artifacts(str(out), artifact_path="evaluation")
+            log_metrics(metrics)
+            history = result.history
+            from tasks.plots import line_plot
+
+            series = {"train loss": ([h["epoch"] for h in history], [h["loss"] for h in history])}
+            if history and "val_loss" in history[0]:
+                series["val loss"] = ([h["epoch"] for h in history], [h["val_loss"] for h in history])
+            mlflow.log_artifact(str(line_plot(Path(scratch) / "loss_curve.png", series, "epoch", "loss")))
+            package = save_detector(Path(scratch) / "package", result.model.cpu(), calibration, result.package_extra())
+            version = publish_model(
+                settings,
+                DETECTOR_NAME,
+                package,
+                run.info.run_id,
+                {
+                    "data_dir": data_dir,
+                    "teacher_weights": result.weights_info.source,
+                    **{k: f"{metrics[k]:.4f}" for k in HEADLINE if k in metrics},
+                    **(tags or {}),
+                },
+            )
+    return {
+        "model": DETECTOR_NAME,
+        "version": version,
+        "run_id": run.info.run_id,
+        "teacher_weights": result.weights_info.source,
+        "teacher_pretrained": result.weights_info.pretrained,
+        "epochs_completed": result.epochs_completed,
+        "image_threshold": calibration.image_threshold,
+        **{k: metrics[k] for k in HEADLINE if k in metrics},
+    }

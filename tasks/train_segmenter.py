@@ -1,0 +1,145 @@
+"""Task: train the segmenter, log it to MLflow and register it as ``segmenter@challenger``."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from prefect import task
+
+from models.packaging import save_model_package
+from models.segmentation.builder import SEGMENTER_KIND
+from models.segmentation.config import SegmenterConfig
+from models.segmentation.inference import predict_mask
+from models.segmentation.training import train_segmenter
+from storage.settings import load_settings
+from storage.tracking import EXPERIMENT_TRAINING, log_metrics, log_params, tracked_run
+from tasks.plots import line_plot
+from tasks.publish_model import publish_model
+from tasks.render_overlays import overlay_image
+
+
+def training_device() -> str:
+    """CUDA where the process has a GPU, else the CPU."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _mask_overlays(model: Any, data_dir: Path, names: list[str], out: Path, long_side: int) -> list[Path]:
+    images = {p.stem: p for p in (data_dir / "images").iterdir() if p.is_file()}
+    written = []
+    for name in names[:6]:
+        stem = Path(name).stem
+        if stem not in images:
+            continue
+        frame = np.asarray(Image.open(images[stem]).convert("RGB"))
+        mask = predict_mask(model, frame, long_side=long_side).astype(np.float32)
+        heat = np.asarray(Image.fromarray(mask).resize((frame.shape[1], frame.shape[0]), Image.Resampling.NEAREST))
+        path = out / f"val_{stem}.jpg"
+        overlay_image(frame, heat, None).save(path, quality=88)
+        written.append(path)
+    return written
+
+
+@task(name="train-segmenter")
+def train_segmenter_task(
+    home: str,
+    data_dir: str,
+    backbone: str = "resnet50",
+    image_size: int = 512,
+    epochs: int = 30,
+    batch_size: int = 8,
+    label_fraction: float = 1.0,
+    seed: int = 0,
+    encoder_weights: str = "none",
+    max_minutes: float | None = None,
+    tags: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Train on ``data_dir`` (``images/``, ``masks/``), log everything, register; returns version and metrics."""
+    settings = load_settings(home)
+    config = SegmenterConfig(backbone=backbone, encoder_weights=encoder_weights, input_long_side=image_size)
+    device = training_device()
+    with tracked_run(settings, EXPERIMENT_TRAINING, run_name=f"segmenter-{backbone}-{image_size}") as run:
+        params: dict[str, Any] = {
+            "model": SEGMENTER_KIND,
+            "data_dir": data_dir,
+            "backbone": backbone,
+            "image_size": image_size,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "label_fraction": label_fraction,
+            "seed": seed,
+            "device": device,
+            "max_minutes": max_minutes,
+            **{f"config_{k}": v for k, v in config.to_dict().items()},
+        }
+        log_params(params)
+        result = train_segmenter(
+            config,
+            data_dir,
+            image_size=image_size,
+            epochs=epochs,
+            batch_size=batch_size,
+            label_fraction=label_fraction,
+            seed=seed,
+            max_minutes=max_minutes,
+            device=device,
+            on_epoch=lambda entry: log_metrics(entry, step=int(entry["epoch"])),
+        )
+        weights = result.model.weights_info
+        log_params(weights.as_params("encoder"))
+        best = result.best_metrics
+        final = {
+            "val_miou": best["val_miou"],
+            "val_pixel_accuracy": best["val_pixel_accuracy"],
+            "best_epoch": best["epoch"],
+            "train_images": result.num_train,
+            "val_images": result.num_val,
+            "training_seconds": result.seconds,
+        }
+        log_metrics(final)
+        import mlflow
+
+        with tempfile.TemporaryDirectory() as scratch:
+            out = Path(scratch)
+            history = result.history
+            epochs_axis = [h["epoch"] for h in history]
+            curve = line_plot(
+                out / "training_curves.png",
+                {
+                    "train loss": (epochs_axis, [h["train_loss"] for h in history]),
+                    "val mIoU": (epochs_axis, [h["val_miou"] for h in history]),
+                },
+                "epoch",
+                "value",
+            )
+            mlflow.log_artifact(str(curve))
+            for path in _mask_overlays(result.model.cpu(), Path(data_dir), result.val_files, out, image_size):
+                mlflow.log_artifact(str(path), artifact_path="val_overlays")
+            package = save_model_package(
+                out / "package", SEGMENTER_KIND, config.to_dict(), result.model, {"training": result.summary()}
+            )
+            version = publish_model(
+                settings,
+                SEGMENTER_KIND,
+                package,
+                run.info.run_id,
+                {
+                    "data_dir": data_dir,
+                    "val_miou": f"{best['val_miou']:.4f}",
+                    "encoder_weights": weights.source,
+                    **(tags or {}),
+                },
+            )
+    return {
+        "model": SEGMENTER_KIND,
+        "version": version,
+        "run_id": run.info.run_id,
+        "encoder_weights": weights.source,
+        "encoder_pretrained": weights.pretrained,
+        **final,
+        "stopped_early": result.stopped_early,
+    }
