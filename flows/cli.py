@@ -70,16 +70,17 @@ def _configure_logging(verbose: bool) -> None:
         for handler in getattr(logger, "handlers", []):
             if isinstance(handler, PrefectConsoleHandler):
                 handler.setLevel(level)
-    logging.getLogger("distributed").setLevel(logging.INFO if verbose else logging.WARNING)
+    for name in ("distributed", "mlflow", "alembic", "models", "tasks"):
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
     enable_progress(console.is_terminal or os.environ.get("DEFECTFLOW_PROGRESS") == "1")
 
 
-def run_flow(flow: Any, settings: Any, address: str | None, workers: int | None, **parameters: Any) -> Any:
+def run_flow(flow: Any, settings: Any, address: str | None, cluster_workers: int | None, **parameters: Any) -> Any:
     """Run ``flow`` with a Dask task runner against the command's Prefect API."""
     from flows.runtime import dask_task_runner, prefect_api
 
     with prefect_api():
-        runner = dask_task_runner(settings, address=address, workers=workers)
+        runner = dask_task_runner(settings, address=address, workers=cluster_workers)
         return flow.with_options(task_runner=runner)(**parameters)
 
 
@@ -224,6 +225,14 @@ def _known_errors() -> tuple[type[Exception], ...]:
     return (DataError, ModelNotFound, NothingToScore, InvalidShiftId, SettingsError, FileNotFoundError)
 
 
+def check_model(home: Path | None, uri: str, kind: str) -> None:
+    """Fail fast, before any flow starts, when a model URI names nothing."""
+    from storage.registry import resolve_model
+    from storage.settings import load_settings
+
+    guarded(lambda: resolve_model(load_settings(home), uri, kind))
+
+
 def guarded(call: Any) -> Any:
     """Run ``call``; the errors a user can fix become exit code 2 with their message."""
     try:
@@ -343,6 +352,7 @@ def evaluate_segmenter_command(
     from flows.evaluation import evaluate_segmenter_flow
 
     _configure_logging(verbose)
+    check_model(home, model, "segmenter")
     result = guarded(
         lambda: run_local_flow(
             evaluate_segmenter_flow,
@@ -354,7 +364,7 @@ def evaluate_segmenter_command(
     )
     rows = [("model", model), ("version", result.get("version")), ("images", result["images"])]
     rows += [("miou", f"{result['miou']:.4f}"), ("pixel_accuracy", f"{result['pixel_accuracy']:.4f}")]
-    rows += [(f"iou[{k}]", "n/a" if v is None else f"{v:.4f}") for k, v in result["per_class_iou"].items()]
+    rows += [(f"IoU ({k})", "n/a" if v is None else f"{v:.4f}") for k, v in result["per_class_iou"].items()]
     rows += [("ms_per_image", f"{result['ms_per_image']:.1f}")]
     print_table("segmenter evaluation", rows)
 
@@ -374,6 +384,7 @@ def evaluate_detector_command(
     from flows.evaluation import evaluate_detector_flow
 
     _configure_logging(verbose)
+    check_model(home, model, "detector")
     out_dir = out or (json_out.parent / f"{json_out.stem}-overlays" if json_out else None)
     result = guarded(
         lambda: run_local_flow(
@@ -422,6 +433,9 @@ def score(
 
     _configure_logging(verbose)
     settings = guarded(lambda: load_settings(home))
+    if not one_stage:
+        check_model(home, segmenter, "segmenter")
+    check_model(home, detector, "detector")
     count = local_worker_count(settings, workers) if not (dask_address or settings.dask_address) else None
     summary = guarded(
         lambda: run_flow(

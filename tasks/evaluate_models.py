@@ -38,7 +38,7 @@ def _worst_overlays(
         heat = scores.maps[0] if scores.maps is not None else scores.raw_maps[0] / max(scores.raw_maps.max(), 1e-8)
         heatmap = resize_map(heat, image.shape[:2])
         target = out / f"{name.replace('/', '__')}.jpg"
-        overlay_image(image if image.ndim == 3 else image[..., None], heatmap, None).save(target, quality=88)
+        overlay_image(image, heatmap, None).save(target, quality=88)
         written.append(target)
     return written
 

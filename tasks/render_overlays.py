@@ -15,8 +15,12 @@ OVERLAY_LONG_SIDE = 640
 
 
 def _to_rgb8(frame: np.ndarray) -> np.ndarray:
+    if frame.ndim == 2:
+        frame = frame[..., None]
     if frame.dtype == np.uint16:
         frame = (frame / 257).astype(np.uint8)
+    elif frame.dtype != np.uint8:  # floats in [0, 1]
+        frame = (np.clip(frame, 0.0, 1.0) * 255).round().astype(np.uint8)
     if frame.shape[-1] == 1:
         frame = np.repeat(frame, 3, axis=-1)
     return frame
