@@ -470,6 +470,115 @@ def score(
     )
 
 
+ModelOption = Annotated[str, typer.Option("--model", help="detector or segmenter.")]
+
+
+@app.command()
+def promote(
+    model: ModelOption = "detector",
+    eval_data: Annotated[
+        Path | None, typer.Option("--eval-data", help="Fixed evaluation set [default: DEFECTFLOW_EVAL_DATA].")
+    ] = None,
+    home: HomeOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Promote <model>@challenger to champion if it beats the champion on the fixed evaluation set."""
+    from flows.promotion import promote as promote_flow
+
+    _configure_logging(verbose)
+    result = guarded(
+        lambda: run_local_flow(
+            promote_flow, model=model, home=str(home) if home else None, eval_data=str(eval_data) if eval_data else None
+        )
+    )
+    verdict = "[green]promoted[/]" if result["promoted"] else "[red]refused[/]"
+    console.print(f"{model} v{result['challenger_version']}: {verdict}: {result['reason']}", soft_wrap=True)
+    table = Table(title="evaluation on the fixed set", title_justify="left")
+    table.add_column("metric")
+    table.add_column(f"challenger v{result['challenger_version']}")
+    table.add_column("champion")
+    champion = result["champion_metrics"] or {}
+    for key, value in result["challenger_metrics"].items():
+        old = champion.get(key)
+        table.add_row(key, f"{value:.4f}" if value is not None else "n/a", f"{old:.4f}" if old is not None else "n/a")
+    console.print(table)
+    console.print(f"champion: v{result['champion_version']}  previous: v{result['previous_version']}")
+
+
+@app.command()
+def rollback(model: ModelOption = "detector", home: HomeOption = None, verbose: VerboseOption = False) -> None:
+    """Put <model>@previous back as champion."""
+    from flows.promotion import rollback as rollback_flow
+
+    _configure_logging(verbose)
+    result = guarded(lambda: run_local_flow(rollback_flow, model=model, home=str(home) if home else None))
+    console.print(f"{model}: champion is v{result['champion_version']} again (v{result['demoted_version']} demoted)")
+
+
+@app.command()
+def retrain(
+    since_days: Annotated[int | None, typer.Option("--since-days", min=1, help="Use shifts scored in N days.")] = None,
+    shifts: Annotated[list[str] | None, typer.Option("--shifts", help="Shift ids to use (repeat).")] = None,
+    good_dir: Annotated[Path | None, typer.Option("--good-dir", help="Curated folder of good parts.")] = None,
+    eval_data: Annotated[Path | None, typer.Option("--eval-data", help="Fixed evaluation set.")] = None,
+    seg_data: Annotated[Path | None, typer.Option("--seg-data", help="Also retrain the segmenter on this.")] = None,
+    backbone: Annotated[str, typer.Option("--backbone")] = "wide_resnet50_2",
+    image_size: Annotated[int, typer.Option("--image-size", min=64)] = 256,
+    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 200,
+    max_minutes: Annotated[float | None, typer.Option("--max-minutes")] = None,
+    dask_address: DaskAddressOption = None,
+    workers: WorkersOption = None,
+    home: HomeOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Retrain the detector on recent shifts' confidently normal frames; registers it as detector@challenger."""
+    from flows.retraining import retrain as retrain_flow
+    from storage.settings import load_settings
+
+    _configure_logging(verbose)
+    settings = guarded(lambda: load_settings(home))
+    result = guarded(
+        lambda: run_flow(
+            retrain_flow,
+            settings,
+            dask_address,
+            workers,
+            home=str(settings.home),
+            since_days=since_days,
+            shifts=shifts,
+            good_dir=str(good_dir) if good_dir else None,
+            eval_data=str(eval_data) if eval_data else None,
+            seg_data=str(seg_data) if seg_data else None,
+            backbone=backbone,
+            image_size=image_size,
+            epochs=epochs,
+            max_minutes=max_minutes,
+        )
+    )
+    detector = result["detector"]
+    rows = [("detector version", f"v{detector['version']} (challenger)")]
+    rows += [(k, v) for k, v in result["lineage"].items()]
+    rows += [(k, f"{detector[k]:.4f}") for k in ("image_auroc", "pixel_auroc", "aupro") if k in detector]
+    print_table("retrained", rows)
+    console.print("next: 'defectflow promote --model detector' decides whether it scores the next shift")
+
+
+@app.command()
+def models(home: HomeOption = None) -> None:
+    """List registered model versions and their aliases."""
+    from storage.registry import list_versions
+    from storage.settings import load_settings
+
+    settings = guarded(lambda: load_settings(home))
+    table = Table(title=f"registry at {settings.tracking_uri}", title_justify="left")
+    for column in ("model", "version", "aliases", "run"):
+        table.add_column(column)
+    for name in ("segmenter", "detector"):
+        for row in list_versions(settings, name):
+            table.add_row(name, row["version"], ", ".join(row["aliases"]), row["run_id"])
+    console.print(table)
+
+
 def main() -> None:
     """Entry point for ``python -m flows.cli``."""
     app()

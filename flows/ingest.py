@@ -14,6 +14,7 @@ import pandas as pd
 from prefect import flow, get_run_logger
 
 from flows.batching import batches
+from flows.runtime import default_task_runner
 from flows.progress import track_futures
 from storage.frame_files import SourceError, list_source_files, resolve_source_dir
 from storage.frame_store import FrameStore
@@ -57,7 +58,7 @@ def _plan(
     return kept, decided, jobs
 
 
-@flow(name="ingest_shift", log_prints=True)
+@flow(name="ingest_shift", log_prints=True, task_runner=default_task_runner())
 def ingest_shift(
     source: str,
     shift_id: str,

@@ -79,3 +79,13 @@ def dask_task_runner(
             "silence_logs": logging.WARNING,
         }
     )
+
+
+def default_task_runner() -> DaskTaskRunner:
+    """The task runner flows are declared with: Dask, from the environment's settings (used by deployments).
+
+    The command line replaces it per run with ``--dask-address`` and ``--workers``.
+    """
+    from storage.settings import load_settings
+
+    return dask_task_runner(load_settings())

@@ -17,6 +17,7 @@ import pandas as pd
 from prefect import flow, get_run_logger
 
 from flows.batching import batches
+from flows.runtime import default_task_runner
 from flows.progress import track_futures
 from storage.frame_store import FrameStore
 from storage.ids import validate_shift_id
@@ -47,7 +48,7 @@ def latest_shift(settings: Settings) -> str:
     return manifests[-1].parent.name
 
 
-def _pin(settings: Settings, uri: str, kind: str) -> ModelRef:
+def pin_model(settings: Settings, uri: str, kind: str) -> ModelRef:
     resolved = resolve_model(settings, uri, kind)
     pinned = f"models:/{resolved.name}/{resolved.version}" if resolved.version else resolved.uri
     return ModelRef(kind=kind, local_dir=str(resolved.local_dir), uri=pinned, version=resolved.version)
@@ -153,7 +154,7 @@ def _log_run(
         return run.info.run_id
 
 
-@flow(name="nightly_scoring", log_prints=True)
+@flow(name="nightly_scoring", log_prints=True, task_runner=default_task_runner())
 def nightly_scoring(
     shift_id: str | None = None,
     segmenter: str = DEFAULT_SEGMENTER,
@@ -187,7 +188,10 @@ def nightly_scoring(
     image_ids = sorted(manifest.loc[manifest["status"] == "ingested", "image_id"])
     if not image_ids:
         raise NothingToScore(f"shift {shift_id} has no ingested frames; run 'defectflow ingest SRC --shift {shift_id}'")
-    refs = (None if one_stage else _pin(settings, segmenter, "segmenter"), _pin(settings, detector, "detector"))
+    refs = (
+        None if one_stage else pin_model(settings, segmenter, "segmenter"),
+        pin_model(settings, detector, "detector"),
+    )
 
     existing = consolidate(results_dir)
     done = set() if rescore else set(existing.loc[existing["status"].isin(FINISHED), "image_id"])

@@ -1,0 +1,161 @@
+"""Flow ``retrain``: a new detector (and segmenter) from recent shifts' confidently normal frames.
+
+Only frames that scored normal with a margin below the decision (never flagged, failed or quarantined ones) are
+used, cropped with the champion segmenter, optionally with a curated folder of good parts. The result is
+evaluated on the fixed evaluation set and registered as ``challenger`` with lineage tags; promotion is a separate,
+gated step (flow ``promote``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from prefect import flow, get_run_logger
+
+from flows.batching import batches
+from flows.runtime import default_task_runner
+from flows.promotion import evaluation_set
+from flows.scoring import DEFAULT_SEGMENTER, pin_model
+from flows.training import DataError, require_dir
+from storage.frame_files import IMAGE_SUFFIXES
+from storage.ids import validate_shift_id
+from storage.settings import Settings, load_settings
+from storage.tables import read_scores
+from tasks.extract_crops import extract_crops
+from tasks.train_detector import train_detector_task
+from tasks.train_segmenter import train_segmenter_task
+
+NORMAL_MARGIN = 0.1  # a frame is "confidently normal" when its normalised score is at most 0.5 - margin
+
+
+def select_shifts(settings: Settings, shifts: list[str] | None, since_days: int | None) -> list[str]:
+    """Shifts named explicitly, else those scored in the last ``since_days`` days (default 7)."""
+    if shifts:
+        return [validate_shift_id(s) for s in shifts]
+    cutoff = datetime.now(timezone.utc) - timedelta(days=since_days or 7)
+    chosen = []
+    for path in sorted(settings.results_root.glob("*/scores.parquet")):
+        if datetime.fromtimestamp(path.stat().st_mtime, timezone.utc) >= cutoff:
+            chosen.append(path.parent.name)
+    return chosen
+
+
+def confidently_normal(scores: pd.DataFrame, margin: float = NORMAL_MARGIN) -> list[str]:
+    """Image ids scored normal with ``margin`` below the 0.5 decision."""
+    keep = (scores["status"] == "scored") & (~scores["is_anomalous"].astype(bool)) & (scores["score"] <= 0.5 - margin)
+    return sorted(scores.loc[keep, "image_id"])
+
+
+def list_digest(names: list[str]) -> str:
+    """SHA-256 of the sorted training image list: two models with the same digest saw the same images."""
+    return hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()
+
+
+@flow(name="retrain", log_prints=True, task_runner=default_task_runner())
+def retrain(
+    home: str | None = None,
+    since_days: int | None = None,
+    shifts: list[str] | None = None,
+    good_dir: str | None = None,
+    eval_data: str | None = None,
+    seg_data: str | None = None,
+    segmenter: str = DEFAULT_SEGMENTER,
+    backbone: str = "wide_resnet50_2",
+    image_size: int = 256,
+    epochs: int = 200,
+    max_minutes: float | None = None,
+    seg_backbone: str = "resnet50",
+    seg_image_size: int = 512,
+    seg_epochs: int = 30,
+    seed: int = 0,
+    batch_size: int = 8,
+) -> dict[str, Any]:
+    """Build a training set from recent shifts, train, evaluate on the fixed set, register as challenger.
+
+    Args:
+        home: Workspace directory.
+        since_days: Use shifts scored in the last N days (default 7) when ``shifts`` is not given.
+        shifts: Shift ids to use.
+        good_dir: A curated folder of good component images (crops) to add.
+        eval_data: Fixed evaluation set (MVTec AD layout); default ``DEFECTFLOW_EVAL_DATA``.
+        seg_data: When given, the segmenter is retrained on this folder (``images/``, ``masks/``) too.
+        segmenter: The segmenter that crops the frames (default the champion).
+        backbone, image_size, epochs, max_minutes: Detector training.
+        seg_backbone, seg_image_size, seg_epochs: Segmenter training (with ``seg_data``).
+        seed: Training seed.
+        batch_size: Frames per crop-extraction task.
+    """
+    logger = get_run_logger()
+    settings = load_settings(home).ensure()
+    evaluation = evaluation_set(settings, "detector", eval_data)
+    chosen = select_shifts(settings, shifts, since_days)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    dataset = settings.home / "datasets" / f"retrain-{stamp}"
+    good = dataset / "train" / "good"
+    good.mkdir(parents=True, exist_ok=True)
+    seg_ref = pin_model(settings, segmenter, "segmenter")
+
+    futures, used_shifts = [], []
+    for shift_id in chosen:
+        ids = confidently_normal(read_scores(settings.results_dir(shift_id)))
+        if ids:
+            used_shifts.append(shift_id)
+        for chunk in batches(ids, batch_size):
+            futures.append(extract_crops.submit(str(settings.store_path), shift_id, chunk, seg_ref, str(good)))
+    names: list[str] = []
+    for future in futures:
+        names.extend(future.result())
+    if good_dir:
+        curated = Path(good_dir).expanduser()
+        if not curated.is_dir():
+            raise DataError(f"--good-dir {curated} does not exist")
+        for path in sorted(curated.rglob("*")):
+            if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith("."):
+                name = f"curated__{path.relative_to(curated).as_posix().replace('/', '__')}"
+                shutil.copy2(path, good / name)
+                names.append(name)
+    if len(names) < 8:
+        raise DataError(
+            f"only {len(names)} training images (shifts: {', '.join(chosen) or 'none'}); score more shifts, "
+            "widen --since-days, or add a curated folder with --good-dir"
+        )
+    digest = list_digest(names)
+    logger.info("retraining on %d images from %d shifts (digest %s)", len(names), len(used_shifts), digest[:12])
+    lineage = {
+        "shifts": ",".join(used_shifts) or "none",
+        "frame_count": str(len(names)),
+        "training_list_sha256": digest,
+        "curated_dir": str(good_dir) if good_dir else "none",
+        "segmenter_for_crops": seg_ref.uri,
+        "dataset_dir": str(dataset),
+    }
+    (dataset / "training_list.txt").write_text("\n".join(sorted(names)) + "\n")
+    result: dict[str, Any] = {"lineage": lineage}
+    result["detector"] = train_detector_task(
+        str(settings.home),
+        str(dataset),
+        backbone=backbone,
+        image_size=image_size,
+        epochs=epochs,
+        seed=seed,
+        max_minutes=max_minutes,
+        eval_dir=str(evaluation),
+        tags=lineage,
+    )
+    if seg_data:
+        folder = require_dir(seg_data, ["images", "masks"], "segmentation")
+        result["segmenter"] = train_segmenter_task(
+            str(settings.home),
+            str(folder),
+            backbone=seg_backbone,
+            image_size=seg_image_size,
+            epochs=seg_epochs,
+            seed=seed,
+            tags={"data_dir": str(folder)},
+        )
+    return result
