@@ -14,8 +14,8 @@ import pandas as pd
 from prefect import flow, get_run_logger
 
 from flows.batching import batches
-from flows.runtime import default_task_runner
 from flows.progress import track_futures
+from flows.runtime import default_task_runner
 from storage.frame_files import SourceError, list_source_files, resolve_source_dir
 from storage.frame_store import FrameStore
 from storage.ids import image_id_for, validate_shift_id

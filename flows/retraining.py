@@ -18,8 +18,8 @@ import pandas as pd
 from prefect import flow, get_run_logger
 
 from flows.batching import batches
-from flows.runtime import default_task_runner
 from flows.promotion import evaluation_set
+from flows.runtime import default_task_runner
 from flows.scoring import DEFAULT_SEGMENTER, pin_model
 from flows.training import DataError, require_dir
 from storage.frame_files import IMAGE_SUFFIXES

@@ -1,0 +1,213 @@
+"""Compose one camera frame: belt, one part (maybe defective), shadow, lighting, sensor noise.
+
+This is the single place that decides what a frame contains, so the shift generator and the
+dataset generator produce identical-looking data. A frame is a pure function of its seed key and
+defect kind: the scene (belt, part, pose, lighting) comes from ``default_rng([*key, 0])`` and the
+defect from ``default_rng([*key, 1])``, so the same key with and without a defect shows the same
+part in the same place.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+from synth.background import draw_belt
+from synth.components import make_part
+from synth.defects import DEFECT_TYPES, GEOMETRIC_DEFECTS, apply_geometric_defect, apply_surface_defect
+from synth.lighting import (
+    add_sensor_noise,
+    apply_gain,
+    illumination_gain,
+    light_direction,
+    soft_shadow,
+    to_uint8,
+)
+from synth.marks import apply_ink, draw_marks
+from synth.surface import coverage, pick_material, render_part
+
+MIN_SIDE = 128  # smaller frames make parts too small for defects to be meaningful
+LONG_SIDE_RANGE = (0.35, 0.65)  # part long side as a fraction of the frame's shorter side
+
+
+@dataclass
+class Frame:
+    """One synthetic frame and its ground truth.
+
+    Attributes:
+        image: uint8 (H, W, 3) RGB.
+        region: bool (H, W) component region *after* the defect (a missing chunk is excluded, a
+            bulge included): what a segmenter should output.
+        region_intact: bool (H, W) component region before a geometric defect (equals
+            ``region`` for surface defects and good frames).
+        defect: bool (H, W) defect pixels (all False for good frames).
+        defect_type: None for good frames, else one of ``DEFECT_TYPES``.
+        info: free-form description (family, material, angle, size) for debugging.
+    """
+
+    image: np.ndarray
+    region: np.ndarray
+    region_intact: np.ndarray
+    defect: np.ndarray
+    defect_type: str | None
+    info: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def crop_region(self) -> np.ndarray:
+        """Region to crop training crops from: the intact part for ``missing`` (so the missing
+        area lies inside the crop), the actual region otherwise (what scoring will see)."""
+        return self.region_intact if self.defect_type == "missing" else self.region
+
+
+def check_size(size: tuple[int, int]) -> tuple[int, int]:
+    """Validate a (height, width) frame size and return it as ints."""
+    if len(size) != 2:
+        raise ValueError(f"size must be (height, width), got {size!r}")
+    h, w = int(size[0]), int(size[1])
+    if min(h, w) < MIN_SIDE:
+        raise ValueError(
+            f"frame size {h}x{w} (HxW) is too small: both sides must be >= {MIN_SIDE} px so the part "
+            f"and its defects are resolvable; pass e.g. size=(192, 256)"
+        )
+    return h, w
+
+
+def check_seed(seed: int) -> int:
+    """Validate a seed: numpy seed sequences need a non-negative integer."""
+    if isinstance(seed, bool) or int(seed) != seed or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer (got {seed!r}), e.g. seed=0")
+    return int(seed)
+
+
+def _rotate(arr: np.ndarray, angle: float, resample: Image.Resampling) -> np.ndarray:
+    return np.asarray(Image.fromarray(arr).rotate(angle, resample=resample, expand=True), dtype=np.uint8)
+
+
+def render_frame(size: tuple[int, int], key: Sequence[int], defect_type: str | None = None) -> Frame:
+    """Render one frame.
+
+    Args:
+        size: (height, width) in pixels.
+        key: integers identifying the frame (e.g. ``(seed, index)``); the frame is a
+            deterministic function of ``key``, ``size`` and ``defect_type``.
+        defect_type: None for a good part, else one of ``DEFECT_TYPES``.
+
+    Returns:
+        The frame and its masks.
+    """
+    h, w = check_size(size)
+    if defect_type is not None and defect_type not in DEFECT_TYPES:
+        raise ValueError(f"unknown defect type {defect_type!r}; use one of {', '.join(DEFECT_TYPES)}")
+    rng = np.random.default_rng([*key, 0])
+    drng = np.random.default_rng([*key, 1])
+
+    # --- part geometry, pose and lighting direction (drawn first: independent of the defect)
+    long_side = min(h, w) * rng.uniform(*LONG_SIDE_RANGE)
+    shape = make_part(rng, long_side)
+    if rng.random() < 0.15:
+        shape.texture = "blasted"
+    material = pick_material(rng)
+    angle = float(rng.uniform(0, 360))
+    light_frame = light_direction(rng)  # (dy, dx) in frame coordinates
+    # Pillow rotates counter-clockwise on screen; express the light in the part's local frame.
+    th = math.radians(angle)
+    ly, lx = float(light_frame[0]), float(light_frame[1])
+    light_local = np.asarray([ly * math.cos(th) + lx * math.sin(th), lx * math.cos(th) - ly * math.sin(th)])
+    pos_u = rng.random(2)
+    surf_rng = np.random.default_rng(rng.integers(2**63))
+    scene_rng = np.random.default_rng(rng.integers(2**63))
+
+    # --- geometric defect, then render, marks, surface defect (all on the local canvas)
+    solid_intact = shape.solid.copy()
+    local_defect = np.zeros_like(solid_intact)
+    if defect_type in GEOMETRIC_DEFECTS:
+        local_defect = apply_geometric_defect(drng, defect_type, shape)
+    rgb, alpha = render_part(surf_rng, shape, material, light_local)
+    apply_ink(surf_rng, rgb, draw_marks(surf_rng, shape.solid, long_side))
+    if defect_type is not None and defect_type not in GEOMETRIC_DEFECTS:
+        local_defect = apply_surface_defect(drng, defect_type, rgb, shape.solid, long_side)
+
+    # --- rotate the whole canvas into the frame orientation
+    rgba = np.empty((*alpha.shape, 4), np.uint8)
+    for c in range(3):
+        rgba[..., c] = np.clip(rgb[c], 0, 255).astype(np.uint8)
+    rgba[..., 3] = (alpha * 255 + 0.5).astype(np.uint8)
+    rot = _rotate(rgba, angle, Image.Resampling.BILINEAR)
+    rot_defect = _rotate(local_defect.astype(np.uint8) * 255, angle, Image.Resampling.NEAREST) > 127
+    # Region masks: the after-defect and the intact coverage rotated together, thresholded alike.
+    cov = np.zeros((*alpha.shape, 3), np.uint8)
+    cov[..., 0] = rgba[..., 3]
+    cov[..., 1] = coverage(solid_intact) if defect_type in GEOMETRIC_DEFECTS else rgba[..., 3]
+    rot_cov = _rotate(cov, angle, Image.Resampling.BILINEAR)
+    rot_region = rot_cov[..., 0] >= 128
+    rot_intact = rot_cov[..., 1] >= 128
+    rot_alpha = rot[..., 3].astype(np.float32) / 255.0
+    rot_defect &= rot_region | rot_intact  # rotation resampling must not leave stray pixels off the part
+
+    # --- place it fully inside the frame (tight box of everything that is or was the part)
+    ch, cw = rot_region.shape
+    occupied = rot_region | rot_intact
+    rows = np.flatnonzero(occupied.any(axis=1))
+    cols = np.flatnonzero(occupied.any(axis=0))
+    by0, by1, bx0, bx1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    margin = max(2, round(0.02 * min(h, w)))
+    top = _place_1d(pos_u[0], by0, by1, h, margin)
+    left = _place_1d(pos_u[1], bx0, bx1, w, margin)
+
+    # --- background, shadow, composite
+    img = draw_belt(scene_rng, (h, w))
+    fy0, fy1 = max(0, top), min(h, top + ch)
+    fx0, fx1 = max(0, left), min(w, left + cw)
+    ly0, lx0 = fy0 - top, fx0 - left
+    sl_f = (slice(fy0, fy1), slice(fx0, fx1))
+    sl_l = (slice(ly0, ly0 + fy1 - fy0), slice(lx0, lx0 + fx1 - fx0))
+    off = long_side * scene_rng.uniform(0.01, 0.03)
+    shadow = soft_shadow(rot[..., 3], long_side * scene_rng.uniform(0.01, 0.03), (round(-ly * off), round(-lx * off)))
+    shadow_k = np.float32(scene_rng.uniform(0.25, 0.55))
+    a = rot_alpha[sl_l]
+    keep = (1 - a) * (1 - shadow_k * shadow[sl_l])
+    for c in range(3):
+        p = img[c][sl_f]
+        p *= keep
+        p += a * rot[..., c][sl_l].astype(np.float32)
+
+    apply_gain(img, illumination_gain(scene_rng, (h, w)), scene_rng)
+    add_sensor_noise(img, scene_rng)
+
+    def paste(local: np.ndarray) -> np.ndarray:
+        out = np.zeros((h, w), bool)
+        out[sl_f] = local[sl_l]
+        return out
+
+    region = paste(rot_region)
+    intact = paste(rot_intact) if defect_type in GEOMETRIC_DEFECTS else region
+    defect = paste(rot_defect)
+    if defect_type in GEOMETRIC_DEFECTS:
+        # Changed component pixels, from the same resampled masks the region comes from, so the
+        # masks agree exactly: missing = intact minus what is left, bend = gained or lost pixels.
+        changed = intact & ~region if defect_type == "missing" else intact ^ region
+        if changed.any():
+            defect = changed
+    if defect_type is not None and not defect.any():
+        raise RuntimeError(f"internal error: {defect_type} defect for key {tuple(key)} has an empty mask")
+    info: dict[str, object] = {
+        "family": shape.family,
+        "material": material.name,
+        "texture": shape.texture,
+        "angle": round(angle, 2),
+        "long_side": round(long_side, 1),
+    }
+    return Frame(to_uint8(img), region, intact, defect, defect_type, info)
+
+
+def _place_1d(u: float, b0: int, b1: int, n: int, margin: int) -> int:
+    """Canvas offset so the occupied span [b0, b1) lands inside [margin, n - margin)."""
+    lo = margin - b0
+    hi = n - margin - b1
+    if hi < lo:  # part larger than the frame minus margins: centre it
+        return (n - (b0 + b1)) // 2
+    return lo + round(u * (hi - lo))
