@@ -28,7 +28,14 @@ def client(settings: Settings) -> Any:
     from mlflow import MlflowClient
 
     settings.ensure()
+    # mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI; keep the user's value (or its absence) so that a
+    # later workspace in this process, and child processes, are not silently pointed at this one.
+    users_value = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(settings.tracking_uri)
+    if users_value is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = users_value
     return MlflowClient(tracking_uri=settings.tracking_uri)
 
 

@@ -1,0 +1,85 @@
+"""Builds a real workspace for the pipeline tests: synthetic data, small trained and promoted models, an ingested shift.
+
+Everything is real (Prefect flows, MLflow SQLite registry, zarr, Dask LocalCluster); only the sizes are small.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from flows.ingest import ingest_shift
+from flows.promotion import promote
+from flows.runtime import dask_task_runner
+from flows.training import train_detector_flow, train_segmenter_flow
+from storage.settings import load_settings
+from synth.dataset import generate_dataset
+from synth.shift import generate_shift
+
+SHIFT = "night-1"
+
+
+@dataclass
+class Workspace:
+    """Paths of the prepared workspace."""
+
+    home: Path
+    data: Path
+    shift_dir: Path
+
+    @property
+    def mvtec(self) -> Path:
+        return self.data / "mvtec"
+
+    @property
+    def segmentation(self) -> Path:
+        return self.data / "segmentation"
+
+
+def runner(home: Path, workers: int = 2, **cluster: object):
+    """A Dask task runner on a fresh two-worker LocalCluster."""
+    task_runner = dask_task_runner(load_settings(home), workers=workers)
+    task_runner.cluster_kwargs.update(cluster)
+    return task_runner
+
+
+def train_small_models(home: Path, data: Path, seed: int = 0) -> tuple[dict, dict]:
+    """Train the small segmenter and detector through their real flows (each registers a challenger)."""
+    segmenter = train_segmenter_flow(
+        data=str(data / "segmentation"),
+        home=str(home),
+        backbone="resnet18",
+        image_size=128,
+        epochs=12,
+        batch_size=4,
+        seed=seed,
+        max_minutes=1.0,
+    )
+    detector = train_detector_flow(
+        data=str(data / "mvtec"),
+        home=str(home),
+        backbone="resnet18",
+        image_size=64,
+        epochs=8,
+        batch_size=8,
+        seed=seed,
+        max_minutes=0.75,
+    )
+    return segmenter, detector
+
+
+def build_workspace(root: Path) -> Workspace:
+    """Synthetic data, both models trained and promoted (first champions: floors relaxed), a shift ingested."""
+    os.environ["DEFECTFLOW_FLOOR_IMAGE_AUROC"] = "0"
+    os.environ["DEFECTFLOW_FLOOR_MIOU"] = "0"
+    home, data, shift_dir = root / "home", root / "data", root / "shift"
+    generate_dataset(data, train_good=24, test_good=6, test_defect_per_type=2, seg_images=16, size=(192, 256), seed=0)
+    generate_shift(shift_dir, images=8, size=(384, 512), defect_rate=0.5, seed=3)
+    train_small_models(home, data)
+    promote(model="segmenter", home=str(home), eval_data=str(data / "segmentation"))
+    promote(model="detector", home=str(home), eval_data=str(data / "mvtec"))
+    ingest_shift.with_options(task_runner=runner(home))(
+        source=str(shift_dir / "frames"), shift_id=SHIFT, home=str(home)
+    )
+    return Workspace(home=home, data=data, shift_dir=shift_dir)

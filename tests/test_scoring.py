@@ -1,0 +1,252 @@
+"""Nightly scoring end to end: real flow runs on a real LocalCluster against models in a real MLflow registry."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psutil
+import pytest
+import zarr
+from mlflow import MlflowClient
+from PIL import Image
+from typer.testing import CliRunner
+
+from flows.cli import app
+from flows.ingest import ingest_shift
+from flows.scoring import nightly_scoring
+from storage.frame_store import FrameStore
+from storage.registry import CHAMPION, alias_version
+from storage.settings import load_settings
+from storage.tables import SCORE_COLUMNS, read_manifest, read_scores
+from tasks import model_cache
+from tasks.model_cache import ModelRef
+from tasks.score_frames import score_frames
+from tests.pipeline import SHIFT, Workspace, build_workspace, runner
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory, prefect_api: str) -> Workspace:
+    return build_workspace(tmp_path_factory.mktemp("pipeline"))
+
+
+def _ingest_copy(ws: Workspace, shift: str, extra: dict[str, np.ndarray] | None = None) -> None:
+    source = ws.home.parent / f"src-{shift}"
+    shutil.copytree(ws.shift_dir / "frames", source)
+    for name, pixels in (extra or {}).items():
+        Image.fromarray(pixels).save(source / name)
+    ingest_shift.with_options(task_runner=runner(ws.home))(source=str(source), shift_id=shift, home=str(ws.home))
+
+
+def _score(ws: Workspace, shift: str, **kwargs) -> dict:
+    return nightly_scoring.with_options(task_runner=runner(ws.home))(shift_id=shift, home=str(ws.home), **kwargs)
+
+
+@pytest.fixture(scope="module")
+def scored(workspace: Workspace) -> dict:
+    return _score(workspace, SHIFT, batch_size=3)
+
+
+def test_scores_table_has_one_row_per_frame_with_champion_versions(workspace: Workspace, scored: dict) -> None:
+    settings = load_settings(workspace.home)
+    scores = read_scores(settings.results_dir(SHIFT))
+    manifest = read_manifest(settings.results_dir(SHIFT))
+    assert list(scores.columns) == SCORE_COLUMNS
+    assert sorted(scores["image_id"]) == sorted(manifest.loc[manifest["status"] == "ingested", "image_id"])
+    assert set(scores["status"]) <= {"scored", "no_component", "failed"}
+    assert (scores["status"] == "scored").sum() >= 1
+    assert set(scores["detector_version"]) == {alias_version(settings, "detector", CHAMPION)}
+    assert set(scores["segmenter_version"]) == {alias_version(settings, "segmenter", CHAMPION)}
+    ok = scores[scores["status"] == "scored"]
+    assert ok["score"].between(0, 1).all()
+    assert (ok["is_anomalous"] == (ok["raw_score"] >= ok["threshold"])).all()
+    assert scored["scored_this_run"] == len(scores)
+
+
+def test_heatmaps_are_full_resolution_float16_and_zero_outside_the_box(workspace: Workspace, scored: dict) -> None:
+    settings = load_settings(workspace.home)
+    store = FrameStore(settings.store_path)
+    scores = read_scores(settings.results_dir(SHIFT))
+    peaks = []
+    for row in scores.itertuples(index=False):
+        image = store.image(SHIFT, row.image_id)
+        heatmap = store.heatmap(SHIFT, row.image_id)
+        assert heatmap.shape == image.shape[:2]
+        assert heatmap.dtype == np.float16
+        assert heatmap.chunks == image.chunks[:2]
+        values = heatmap[...].astype(np.float32)
+        if row.status != "scored":
+            assert not values.any()
+            continue
+        y0, x0, y1, x1 = int(row.y0), int(row.x0), int(row.y1), int(row.x1)
+        assert 0 <= y0 < y1 <= image.shape[0] and 0 <= x0 < x1 <= image.shape[1]
+        outside = values.copy()
+        outside[y0:y1, x0:x1] = 0
+        assert not outside.any()
+        inside = values[y0:y1, x0:x1]
+        assert inside.min() >= 0 and inside.max() <= 1
+        peaks.append(inside.max())
+    assert max(peaks) > 0, "every scored heatmap is empty"
+
+
+def test_mlflow_run_has_params_metrics_and_artifacts(workspace: Workspace, scored: dict) -> None:
+    settings = load_settings(workspace.home)
+    client = MlflowClient(settings.tracking_uri)
+    run = client.get_run(scored["mlflow_run_id"])
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.name == "nightly-scoring"
+    assert run.data.params["shift_id"] == SHIFT
+    assert run.data.params["detector_version"] == scored["detector_version"]
+    for key in ("images", "flagged", "flag_rate", "score_p50", "score_p95", "score_p99", "images_per_second"):
+        assert key in run.data.metrics, key
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert "score_histogram.png" in artifacts and "top_overlays" in artifacts
+
+
+def test_report_lists_every_flagged_frame(workspace: Workspace, scored: dict) -> None:
+    report = Path(scored["report"])
+    text = report.read_text()
+    scores = read_scores(load_settings(workspace.home).results_dir(SHIFT))
+    flagged = scores[(scores["status"] == "scored") & scores["is_anomalous"].astype(bool)]
+    assert text.count("class='flagged'") == len(flagged)
+    for image_id in flagged["image_id"]:
+        assert f"data-image-id='{image_id}'" in text
+        assert (report.parent / "overlays" / f"{image_id}.jpg").is_file()
+
+
+def test_report_renders_in_headless_chromium(workspace: Workspace, scored: dict, tmp_path: Path) -> None:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no Chromium installed (Debian package 'chromium'; .ci/run installs it): report not rendered")
+    report = Path(scored["report"])
+    command = [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--allow-file-access-from-files",
+        "--run-all-compositor-stages-before-draw",
+        "--virtual-time-budget=3000",
+        "--dump-dom",
+        report.as_uri(),
+    ]
+    dom = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True).stdout
+    scores = read_scores(load_settings(workspace.home).results_dir(SHIFT))
+    flagged = scores[(scores["status"] == "scored") & scores["is_anomalous"].astype(bool)]
+    assert f"<b>{len(flagged)}</b>flagged" in dom.replace(" ", "")
+    assert dom.count('class="flagged"') == len(flagged)
+    screenshot = tmp_path / "report.png"
+    subprocess.run(
+        [*command[:-2], f"--screenshot={screenshot}", "--window-size=1200,900", report.as_uri()],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    pixels = np.asarray(Image.open(screenshot).convert("L"))
+    assert pixels.std() > 5, "the rendered report is blank"
+
+
+def test_rerun_scores_only_unscored_frames_unless_rescore(workspace: Workspace) -> None:
+    _ingest_copy(workspace, "rerun")
+    first = _score(workspace, "rerun", batch_size=4)
+    again = _score(workspace, "rerun", batch_size=4)
+    assert first["scored_this_run"] == first["frames"] and again["scored_this_run"] == 0
+    forced = _score(workspace, "rerun", batch_size=4, rescore=True)
+    assert forced["scored_this_run"] == first["frames"]
+
+
+def test_bad_frames_get_a_status_and_do_not_stop_the_others(workspace: Workspace) -> None:
+    belt = np.full((384, 512, 3), 40, dtype=np.uint8)
+    _ingest_copy(workspace, "bad", extra={"empty_belt.png": belt})
+    settings = load_settings(workspace.home)
+    manifest = read_manifest(settings.results_dir("bad")).set_index("source_path")
+    broken = manifest.loc["frame_00001.png", "image_id"]
+    chunk_dir = settings.store_path / "shifts" / "bad" / "images" / broken / "c"
+    for chunk in chunk_dir.rglob("*"):
+        if chunk.is_file():
+            chunk.write_bytes(b"garbage")
+    summary = _score(workspace, "bad", batch_size=4)
+    scores = read_scores(settings.results_dir("bad")).set_index("image_id")
+    assert scores.loc[broken, "status"] == "failed"
+    assert "cannot read frame" in scores.loc[broken, "reason"]
+    assert scores.loc[manifest.loc["empty_belt.png", "image_id"], "status"] == "no_component"
+    assert summary["scored"] >= 1 and summary["failed"] == 1
+
+
+def test_one_stage_scores_whole_frames(workspace: Workspace) -> None:
+    _ingest_copy(workspace, "onestage")
+    summary = _score(workspace, "onestage", one_stage=True)
+    scores = read_scores(load_settings(workspace.home).results_dir("onestage"))
+    assert (scores["status"] == "scored").all()
+    assert (scores[["y0", "x0"]] == 0).all().all()
+    assert (scores["y1"] == 384).all() and (scores["x1"] == 512).all()
+    assert scores["segmenter_version"].isna().all() and summary["segmenter_version"] is None
+
+
+def test_a_killed_worker_loses_no_finished_work(workspace: Workspace) -> None:
+    _ingest_copy(workspace, "killed")
+    killed: list[int] = []
+
+    def kill_one_worker() -> None:
+        parts = load_settings(workspace.home).results_dir("killed") / "scores.parts"
+        deadline = time.time() + 120
+        while time.time() < deadline and not (parts.is_dir() and any(parts.iterdir())):
+            time.sleep(0.05)
+        for child in psutil.Process().children(recursive=True):
+            if "multiprocessing" in " ".join(child.cmdline()) and child.pid not in killed:
+                child.kill()
+                killed.append(child.pid)
+                return
+
+    killer = threading.Thread(target=kill_one_worker)
+    killer.start()
+    try:
+        summary = _score(workspace, "killed", batch_size=1)
+    except Exception:  # the run itself may fail with the worker; the re-run must complete the shift
+        summary = None
+    killer.join()
+    assert killed, "no worker process was killed"
+    if summary is None or summary["failed"]:
+        summary = _score(workspace, "killed", batch_size=1)
+    scores = read_scores(load_settings(workspace.home).results_dir("killed"))
+    assert len(scores) == 8 and not (scores["status"] == "failed").any()
+    assert summary["failed"] == 0
+
+
+def test_models_load_once_per_process(workspace: Workspace) -> None:
+    settings = load_settings(workspace.home)
+    refs = []
+    for kind in ("segmenter", "detector"):
+        version = alias_version(settings, kind, CHAMPION)
+        local = settings.models_dir / "registry" / kind / version
+        refs.append(ModelRef(kind, str(local), f"models:/{kind}/{version}", version))
+    ids = read_manifest(settings.results_dir(SHIFT))["image_id"].tolist()[:2]
+    model_cache._cache.clear()
+    results_dir = str(workspace.home / "scratch-results")
+    for _ in range(3):
+        score_frames.fn(str(settings.store_path), results_dir, SHIFT, ids, refs[0], refs[1])
+    assert model_cache.loaded_count() == 2
+
+
+def test_missing_champion_is_a_clear_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["score", "--shift", "x", "--home", str(tmp_path / "empty")])
+    assert result.exit_code == 2
+    assert "defectflow train segmenter" in result.output.replace("\n", " ")
+
+
+def test_zarr_heatmap_attributes_name_the_detector(workspace: Workspace, scored: dict) -> None:
+    settings = load_settings(workspace.home)
+    scores = read_scores(settings.results_dir(SHIFT))
+    first = scores[scores["status"] == "scored"].iloc[0]
+    attributes = zarr.open_array(settings.store_path / "shifts" / SHIFT / "heatmaps" / first["image_id"]).attrs
+    assert attributes["detector_version"] == scored["detector_version"]
+    assert isinstance(pd.Timestamp(first["scored_at"]), pd.Timestamp)
