@@ -39,3 +39,11 @@ def home(tmp_path: Path) -> Path:
     path = tmp_path / "home"
     path.mkdir()
     return path
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory: pytest.TempPathFactory, prefect_api: str):
+    """One real pipeline workspace for the session: data, trained and promoted models, an ingested shift."""
+    from tests.pipeline import build_workspace
+
+    return build_workspace(tmp_path_factory.mktemp("pipeline"))

@@ -27,12 +27,7 @@ from storage.tables import SCORE_COLUMNS, read_manifest, read_scores
 from tasks import model_cache
 from tasks.model_cache import ModelRef
 from tasks.score_frames import score_frames
-from tests.pipeline import SHIFT, Workspace, build_workspace, runner
-
-
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory, prefect_api: str) -> Workspace:
-    return build_workspace(tmp_path_factory.mktemp("pipeline"))
+from tests.pipeline import SHIFT, Workspace, runner
 
 
 def _ingest_copy(ws: Workspace, shift: str, extra: dict[str, np.ndarray] | None = None) -> None:
