@@ -1,0 +1,124 @@
+"""Throughput of the reverse-distillation detector: images/s of the bare forward (anomaly map + image score).
+
+Next to it the teacher forward alone, the lower bound of any distillation detector on that backbone. CPU always;
+CUDA when available, with bfloat16 autocast and channels_last memory format (as the scoring pipeline runs it).
+Weights are random: throughput does not depend on them.
+
+Quick smoke run (seconds)::
+
+    .venv/bin/python benchmarks/detector.py --image-size 128 --batch-sizes 1 4 --iterations 3
+
+Full figures for the docs (small and paper configurations, batch 1 and 16)::
+
+    .venv/bin/python benchmarks/detector.py --config small --image-size 128 --batch-sizes 1 16 --iterations 20
+    .venv/bin/python benchmarks/detector.py --config paper --image-size 256 --batch-sizes 1 16 --iterations 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from models.detector.builder import build_detector
+from models.detector.config import DetectorConfig
+
+
+def _time(run: Callable[[], object], device: torch.device, warmup: int, iterations: int) -> float:
+    """Median seconds of ``run`` over ``iterations`` after ``warmup`` calls."""
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(iterations):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        run()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def benchmark(config: DetectorConfig, device: torch.device, batch_size: int, warmup: int, iterations: int) -> dict:
+    """Images/s of the full detector forward and of the teacher alone on ``device``."""
+    model = build_detector(config, load_pretrained=False).to(device).eval()
+    images = torch.randn(batch_size, 3, config.image_size, config.image_size, device=device)
+    cuda = device.type == "cuda"
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
+
+    def forward(part: Callable[[torch.Tensor], object]) -> Callable[[], object]:
+        def run() -> object:
+            with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+                return part(images)
+
+        return run
+
+    detector_s = _time(forward(model.score), device, warmup, iterations)
+    teacher_s = _time(forward(model.teacher), device, warmup, iterations)
+    return {
+        "device": device.type + (" bf16+channels_last" if cuda else f" fp32 {torch.get_num_threads()} threads"),
+        "batch": batch_size,
+        "detector_ips": batch_size / detector_s,
+        "detector_ms": 1000 * detector_s,
+        "teacher_ips": batch_size / teacher_s,
+        "teacher_ms": 1000 * teacher_s,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, run every device and batch size, print a table."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", choices=("small", "paper"), default="small", help="small: ResNet18; paper: WRN50")
+    parser.add_argument("--backbone", default=None, help="override the configuration's backbone")
+    parser.add_argument("--image-size", type=int, default=None, help="input side (default: the config's)")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, plus cuda when available")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--iterations", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    args = parser.parse_args(argv)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    overrides = {}
+    if args.backbone:
+        overrides["backbone"] = args.backbone
+    if args.image_size:
+        overrides["image_size"] = args.image_size
+    config = DetectorConfig.small(**overrides) if args.config == "small" else DetectorConfig(**overrides)
+    devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    print(
+        f"detector benchmark: {config.backbone}, {config.image_size} px, config={args.config}, "
+        f"median of {args.iterations} after {args.warmup} warm-up calls"
+    )
+    header = (
+        f"{'device':<28} {'batch':>5} {'detector img/s':>15} {'ms/batch':>10} {'teacher img/s':>14} {'ms/batch':>10}"
+    )
+    print(header)
+    print("-" * len(header))
+    for name in devices:
+        device = torch.device(name)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            print(f"{name:<28} skipped: CUDA is not available")
+            continue
+        for batch_size in args.batch_sizes:
+            row = benchmark(config, device, batch_size, args.warmup, args.iterations)
+            print(
+                f"{row['device']:<28} {row['batch']:>5} {row['detector_ips']:>15.1f} {row['detector_ms']:>10.1f} "
+                f"{row['teacher_ips']:>14.1f} {row['teacher_ms']:>10.1f}"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

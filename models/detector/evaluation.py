@@ -1,0 +1,173 @@
+"""Evaluating a trained detector on an MVTec-layout test set.
+
+Maps are compared with the masks at the network resolution (``config.image_size``), as anomalib does; metrics
+come from :mod:`models.metrics.anomaly`.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from models.detector.calibration import Calibration
+from models.detector.data import GOOD, load_image, load_mask, normalise, scan_mvtec
+from models.detector.inference import score_images
+from models.detector.network import ReverseDistillation
+from models.metrics.anomaly import (
+    SortedScores,
+    aupro,
+    auroc,
+    downsample_curve,
+    f1_max,
+    precision_recall_curve,
+    roc_curve,
+)
+
+
+def _pixel_metrics(masks: np.ndarray, maps: np.ndarray, fpr_limit: float) -> dict[str, float]:
+    ranked = SortedScores.of(maps)
+    return {
+        "pixel_auroc": auroc(masks, ranked),
+        "pixel_f1_max": f1_max(masks, ranked).f1,
+        "aupro": aupro(masks, maps, fpr_limit, ranked),
+    }
+
+
+def evaluate_detector(
+    model: ReverseDistillation,
+    calibration: Calibration | None,
+    data_dir: str | Path,
+    device: str | torch.device = "cpu",
+    worst_k: int = 5,
+    batch_size: int = 16,
+    fpr_limit: float = 0.3,
+    max_curve_points: int = 512,
+) -> dict[str, Any]:
+    """Image and pixel metrics of ``model`` on ``data_dir/test``.
+
+    Args:
+        model: The detector.
+        calibration: Thresholds for the decision metrics (``None`` skips them).
+        data_dir: MVTec-layout folder with ``test/`` and ``ground_truth/``.
+        device: Where to run the model.
+        worst_k: How many worst cases to name per kind (missed defects, false alarms).
+        batch_size: Images per forward pass.
+        fpr_limit: AUPRO integration limit.
+        max_curve_points: Points kept per curve.
+
+    Returns:
+        ``image_auroc``, ``pixel_auroc``, ``aupro``, ``image_f1_max``, ``pixel_f1_max``, ``per_defect``
+        (defect → same metrics against the good images, plus ``count``), ``ms_per_image`` (forward pass only),
+        ``n_images``, ``worst_cases`` (``missed_defects`` and ``false_alarms``: names, raw and normalised
+        scores), ``at_threshold`` (confusion counts, precision, recall, F1 at the calibrated image threshold),
+        ``curves`` (``image_roc``, ``image_pr``, ``pixel_roc``, ``pixel_pr``), ``per_image`` (name, defect,
+        score).
+    """
+    index = scan_mvtec(data_dir, need_train=False, need_test=True)
+    samples = index.test
+    image_size = model.config.image_size
+    model = model.to(device)
+    images = torch.stack([normalise(load_image(s.path, image_size)) for s in samples])
+    masks = np.stack(
+        [
+            load_mask(s.mask_path, image_size)[0].numpy() > 0.5
+            if s.mask_path is not None
+            else np.zeros((image_size, image_size), dtype=bool)
+            for s in samples
+        ]
+    )
+    labels = np.array([s.label for s in samples], dtype=bool)
+    defects = np.array([s.defect for s in samples])
+
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    maps, scores = score_images(model, images, batch_size=batch_size)
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+    ms_per_image = 1000.0 * (time.perf_counter() - start) / len(samples)
+
+    results: dict[str, Any] = {
+        "image_auroc": auroc(labels, scores),
+        "image_f1_max": f1_max(labels, scores).f1,
+        **_pixel_metrics(masks, maps, fpr_limit),
+        "ms_per_image": ms_per_image,
+        "n_images": len(samples),
+        "n_defective": int(labels.sum()),
+        "image_size": image_size,
+    }
+    per_defect: dict[str, dict[str, float]] = {}
+    good = defects == GOOD
+    for defect in index.defect_types:
+        chosen = good | (defects == defect)
+        per_defect[defect] = {
+            "count": int((defects == defect).sum()),
+            "image_auroc": auroc(labels[chosen], scores[chosen]),
+            "image_f1_max": f1_max(labels[chosen], scores[chosen]).f1,
+            **_pixel_metrics(masks[chosen], maps[chosen], fpr_limit),
+        }
+    results["per_defect"] = per_defect
+
+    names = [s.name for s in samples]
+    normalised = calibration.normalise_image(scores) if calibration else scores
+    defective_ids = np.flatnonzero(labels)
+    good_ids = np.flatnonzero(~labels)
+    missed = defective_ids[np.argsort(scores[defective_ids])][:worst_k]
+    alarms = good_ids[np.argsort(-scores[good_ids])][:worst_k]
+    results["worst_cases"] = {
+        "missed_defects": [
+            {"name": names[i], "raw_score": float(scores[i]), "score": float(normalised[i])} for i in missed
+        ],
+        "false_alarms": [
+            {"name": names[i], "raw_score": float(scores[i]), "score": float(normalised[i])} for i in alarms
+        ],
+    }
+    if calibration is not None:
+        predicted = scores >= calibration.image_threshold
+        tp = int((predicted & labels).sum())
+        fp = int((predicted & ~labels).sum())
+        fn = int((~predicted & labels).sum())
+        tn = int((~predicted & ~labels).sum())
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        pixel_predicted = maps >= calibration.pixel_threshold
+        pixel_tp = float((pixel_predicted & masks).sum())
+        pixel_f1 = 2 * pixel_tp / max(float(pixel_predicted.sum() + masks.sum()), 1.0)
+        results["at_threshold"] = {
+            "image_threshold": calibration.image_threshold,
+            "pixel_threshold": calibration.pixel_threshold,
+            "method": calibration.method,
+            "tp": tp,
+            "fp": fp,
+            "fn": fn,
+            "tn": tn,
+            "precision": precision,
+            "recall": recall,
+            "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+            "accuracy": (tp + tn) / len(samples),
+            "pixel_f1": pixel_f1,
+        }
+    fpr, tpr, _ = roc_curve(labels, scores)
+    precision_curve, recall_curve, _ = precision_recall_curve(labels, scores)
+    ranked = SortedScores.of(maps)
+    pixel_fpr, pixel_tpr, _ = roc_curve(masks, ranked)
+    pixel_precision, pixel_recall, _ = precision_recall_curve(masks, ranked)
+    curves = {}
+    for key, (x, y, x_name, y_name) in {
+        "image_roc": (fpr, tpr, "fpr", "tpr"),
+        "image_pr": (recall_curve, precision_curve, "recall", "precision"),
+        "pixel_roc": (pixel_fpr, pixel_tpr, "fpr", "tpr"),
+        "pixel_pr": (pixel_recall, pixel_precision, "recall", "precision"),
+    }.items():
+        xs, ys = downsample_curve(x, y, max_curve_points)
+        curves[key] = {x_name: xs, y_name: ys}
+    results["curves"] = curves
+    results["per_image"] = [
+        {"name": names[i], "defect": str(defects[i]), "raw_score": float(scores[i]), "score": float(normalised[i])}
+        for i in range(len(samples))
+    ]
+    return results

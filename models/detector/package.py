@@ -1,0 +1,44 @@
+"""Saving and loading a trained detector with its calibration through :mod:`models.packaging`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from models.detector.builder import DETECTOR_KIND, detector_builder
+from models.detector.calibration import Calibration
+from models.detector.network import ReverseDistillation
+from models.packaging import ModelPackage, load_model_package, save_model_package
+
+
+def save_detector(
+    directory: str | Path,
+    model: ReverseDistillation,
+    calibration: Calibration | None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model`` (config, weights) and ``calibration`` (as ``extra["calibration"]``) to ``directory``.
+
+    Args:
+        directory: Target folder (created when missing).
+        model: The trained detector.
+        calibration: Its calibration (``None`` leaves it out; scoring then has no thresholds).
+        extra: More JSON-ready data to store, e.g. ``DetectorTrainResult.package_extra()`` (whose calibration
+            entry is overridden by ``calibration`` when both are given).
+    """
+    payload = dict(extra or {})
+    if calibration is not None:
+        payload["calibration"] = calibration.to_dict()
+    return save_model_package(directory, DETECTOR_KIND, model.config.to_dict(), model, payload)
+
+
+def load_detector(directory: str | Path) -> tuple[ReverseDistillation, Calibration | None, ModelPackage]:
+    """Rebuild a saved detector (eval mode, CPU) without fetching any pretrained weights.
+
+    Returns:
+        ``(model, calibration or None, package)``.
+    """
+    model, package = load_model_package(directory, {DETECTOR_KIND: detector_builder}, expected_kind=DETECTOR_KIND)
+    assert isinstance(model, ReverseDistillation)
+    raw = package.extra.get("calibration")
+    return model, (Calibration.from_dict(raw) if raw is not None else None), package

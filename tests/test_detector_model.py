@@ -1,0 +1,145 @@
+"""Architecture of the reverse-distillation detector (ResNet18, small inputs, CPU)."""
+
+from __future__ import annotations
+
+import timm
+import torch
+from torch import nn
+
+from models.detector.anomaly_map import AnomalyMapGenerator, GaussianSmoothing, gaussian_kernel_size
+from models.detector.builder import build_detector
+from models.detector.config import DetectorConfig
+from models.detector.loss import ReverseDistillationLoss
+from models.detector.network import ReverseDistillation
+from models.detector.vit_block import ViTBlock
+
+TINY = {"vit_dim": 64, "vit_heads": 4, "vit_depth": 1, "embedding_channels": 128, "student_widths": (96, 48, 32)}
+
+
+def tiny(image_size: int = 64, **overrides: object) -> ReverseDistillation:
+    torch.manual_seed(0)
+    return build_detector(DetectorConfig.small(image_size=image_size, **{**TINY, **overrides}))
+
+
+def test_teacher_is_frozen_and_stays_in_eval_mode() -> None:
+    model = tiny()
+    model.train()
+    assert model.training and model.student.training and model.bottleneck.training
+    assert not model.teacher.training
+    assert all(not m.training for m in model.teacher.modules())
+    assert all(not p.requires_grad for p in model.teacher.parameters())
+    trainable = {id(p) for p in model.trainable_parameters()}
+    assert trainable and not trainable & {id(p) for p in model.teacher.parameters()}
+    # BatchNorm statistics of the teacher must not move during a training forward pass
+    before = {k: v.clone() for k, v in model.teacher.state_dict().items()}
+    model(torch.randn(2, 3, 64, 64))
+    assert all(torch.equal(before[k], v) for k, v in model.teacher.state_dict().items())
+
+
+def test_student_reconstructs_teacher_shapes() -> None:
+    model = tiny()
+    teacher_features, student_features = model(torch.randn(2, 3, 64, 64))
+    assert [f.shape[1] for f in teacher_features] == model.teacher.channels == [64, 128, 256]
+    assert [tuple(s.shape) for s in student_features] == [tuple(t.shape) for t in teacher_features]
+    assert [64 // f.shape[-1] for f in teacher_features] == [4, 8, 16]
+
+
+def test_vit_tokens_are_the_fused_map_positions() -> None:
+    for image_size, grid in ((256, 16), (224, 14)):
+        model = tiny(image_size)
+        teacher_features = model.teacher(torch.randn(1, 3, image_size, image_size))
+        fused = model.bottleneck.fusion(teacher_features)
+        tokens = model.bottleneck.vit.tokens(fused)
+        assert tuple(fused.shape[-2:]) == (grid, grid)
+        assert tokens.shape[1] == grid * grid
+        assert model.bottleneck.vit.pos_embed.shape[1] == grid * grid
+    # a grid that differs from the configured one gets an interpolated positional embedding
+    block = ViTBlock(in_channels=8, dim=16, depth=1, heads=2, mlp_ratio=2.0, grid_size=16)
+    assert block(torch.randn(1, 8, 14, 14)).shape == (1, 16, 14, 14)
+
+
+def test_student_is_not_a_mirror_of_the_teacher() -> None:
+    model = tiny()
+    teacher_shapes = sorted(tuple(p.shape) for p in model.teacher.parameters())
+    student_shapes = sorted(tuple(p.shape) for p in model.student.parameters())
+    assert student_shapes != list(reversed(teacher_shapes)) and student_shapes != teacher_shapes
+    assert not any(isinstance(m, nn.ConvTranspose2d) for m in model.student.modules())
+    teacher_blocks = {type(m).__name__ for m in model.teacher.modules()}
+    student_blocks = {type(m).__name__ for m in model.student.modules()}
+    assert "PreActResidualBlock" in student_blocks and not student_blocks & {"BasicBlock", "Bottleneck"}
+    assert "BasicBlock" in teacher_blocks
+
+
+def test_loss_is_zero_for_equal_features_and_positive_otherwise() -> None:
+    criterion = ReverseDistillationLoss()
+    features = [torch.randn(2, c, s, s) for c, s in ((8, 16), (16, 8), (32, 4))]
+    assert float(criterion(features, [f.clone() for f in features])) < 1e-6
+    assert float(criterion(features, [2.5 * f for f in features])) < 1e-6  # cosine ignores scale
+    assert float(criterion(features, [torch.randn_like(f) for f in features])) > 0.5
+
+
+def test_anomaly_map_starts_equal_weighted_with_sigma_4() -> None:
+    generator = AnomalyMapGenerator(image_size=64)
+    assert torch.allclose(generator.fusion.weight.flatten(), torch.full((3,), 1 / 3))
+    assert float(generator.fusion.bias.detach()) == 0.0
+    assert generator.smoothing.sigma == 4.0 and generator.smoothing.kernel_size == gaussian_kernel_size(4.0) == 33
+    assert abs(float(generator.smoothing.kernel.sum()) - 1.0) < 1e-6
+    constant = torch.full((1, 1, 40, 40), 0.7)
+    assert torch.allclose(GaussianSmoothing(4.0)(constant), constant, atol=1e-6)  # reflect padding: no dark edges
+    teacher = [torch.randn(2, 4, 16, 16), torch.randn(2, 4, 8, 8), torch.randn(2, 4, 4, 4)]
+    student = [t.clone() for t in teacher]
+    student[0][0, :, 3:6, 3:6] = -student[0][0, :, 3:6, 3:6]
+    maps = generator(teacher, student)
+    assert maps.shape == (2, 1, 64, 64)
+    assert float(maps[1].abs().max()) < 1e-5
+    scores = AnomalyMapGenerator.image_scores(maps)
+    assert scores[0] == maps[0].max() and scores[0] > 0.05
+    # fusion and smoothing commute: fusing the smoothed level maps gives the same map
+    assert torch.allclose(generator.fusion(generator.level_maps(teacher, student)), maps, atol=1e-6)
+
+
+def test_score_shapes_and_input_checks() -> None:
+    model = tiny().eval()
+    with torch.no_grad():
+        maps, scores = model.score(torch.randn(3, 3, 64, 64))
+    assert maps.shape == (3, 1, 64, 64) and scores.shape == (3,)
+    for bad in (torch.randn(1, 1, 64, 64), torch.randn(1, 3, 60, 64)):
+        try:
+            model(bad)
+        except ValueError as error:
+            assert "expected" in str(error) or "multiples of 32" in str(error)
+        else:
+            raise AssertionError("bad input accepted")
+
+
+def test_teacher_weights_from_a_local_state_dict(tmp_path) -> None:
+    torch.manual_seed(123)
+    source = timm.create_model("resnet18", features_only=True, out_indices=(1, 2, 3))
+    path = tmp_path / "resnet18.pt"
+    torch.save(source.state_dict(), path)
+    model = build_detector(DetectorConfig.small(image_size=64, teacher_weights=str(path), **TINY))
+    assert model.weights_info.source == "file" and model.weights_info.pretrained
+    for name, value in source.state_dict().items():
+        assert torch.equal(model.teacher.encoder.state_dict()[name], value)
+
+
+def test_random_teacher_is_recorded(caplog) -> None:
+    with caplog.at_level("WARNING"):
+        model = tiny()
+    assert model.weights_info.source == "random" and not model.weights_info.pretrained
+    assert "randomly initialised" in caplog.text
+
+
+def test_config_round_trip_and_errors() -> None:
+    config = DetectorConfig.small(image_size=96, **TINY)
+    assert DetectorConfig.from_dict(config.to_dict()) == config
+    for bad in ({"image_size": 100}, {"vit_dim": 30, "vit_heads": 4}):
+        try:
+            DetectorConfig(**bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"{bad} accepted")
+    try:
+        DetectorConfig.from_dict({**config.to_dict(), "typo": 1})
+    except ValueError as error:
+        assert "typo" in str(error)
