@@ -6,8 +6,8 @@ on the held-out validation frames (mIoU, pixel accuracy, ms per image at batch s
 
 Example (the full run: 5 configurations x 5 min on 2 CPU cores, about 27 min)::
 
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/segmenter_ablation.py --data /tmp/defectflow-synth \\
-        --image-size 256 --minutes 5 --out docs/segmenter.md
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/segmenter_ablation.py --data /tmp/seg-synth \\
+        --test-data /tmp/seg-synth-test --image-size 256 --minutes 5 --out docs/segmenter.md
 
 ``--data`` may be a segmentation folder (``images/`` + ``masks/``) or a synth output folder (its
 ``segmentation/`` is used); when it does not exist, the synthetic set is generated there first. ``--out`` into an
@@ -30,7 +30,13 @@ from typing import Any
 
 import torch
 
-from models.segmentation import SegmentationFolder, SegmenterConfig, evaluate_segmenter, train_segmenter
+from models.segmentation import (
+    AugmentConfig,
+    SegmentationFolder,
+    SegmenterConfig,
+    evaluate_segmenter,
+    train_segmenter,
+)
 
 logger = logging.getLogger("segmenter_ablation")
 
@@ -79,7 +85,7 @@ def resolve_data(path: Path, seg_images: int, seed: int) -> Path:
     return Path(summary.segmentation_dir)
 
 
-def run_variant(variant: Variant, args: argparse.Namespace, data: Path) -> dict[str, Any]:
+def run_variant(variant: Variant, args: argparse.Namespace, data: Path, test_data: Path | None) -> dict[str, Any]:
     """Train and evaluate one configuration."""
     config = SegmenterConfig.small(
         backbone=args.backbone,
@@ -100,9 +106,11 @@ def run_variant(variant: Variant, args: argparse.Namespace, data: Path) -> dict[
         max_minutes=args.minutes,
         patience=args.patience,
         num_threads=args.threads,
+        augment=AugmentConfig.preset(args.augment),
     )
     val_set = SegmentationFolder(data, args.image_size, result.val_files, num_classes=config.num_classes)
     scores = evaluate_segmenter(result.model, val_set, batch_size=1)
+    test = evaluate_segmenter(result.model, test_data, image_size=args.image_size) if test_data else None
     return {
         "variant": variant.name,
         "dilation_rates": list(variant.dilation_rates),
@@ -110,6 +118,8 @@ def run_variant(variant: Variant, args: argparse.Namespace, data: Path) -> dict[
         "val_miou": scores["miou"],
         "val_pixel_accuracy": scores["pixel_accuracy"],
         "ms_per_image": scores["ms_per_image"],
+        "test_miou": test["miou"] if test else None,
+        "test_images": test["images"] if test else 0,
         "parameters_m": sum(p.numel() for p in result.model.parameters()) / 1e6,
         "epochs_run": len(result.history),
         "best_epoch": result.best_metrics["epoch"],
@@ -122,13 +132,20 @@ def run_variant(variant: Variant, args: argparse.Namespace, data: Path) -> dict[
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     """The results as a markdown table."""
+    with_test = any(row["test_miou"] is not None for row in rows)
+    test_head, test_rule = (" test mIoU |", "---|") if with_test else ("", "")
     lines = [
-        "| configuration | val mIoU | pixel acc. | ms / image | params (M) | epochs (best) | train s |",
-        "|---|---|---|---|---|---|---|",
+        f"| configuration | val mIoU | pixel acc. |{test_head} ms / image | params (M) | epochs (best) | train s |",
+        f"|---|---|---|{test_rule}---|---|---|---|",
     ]
     for row in rows:
+        test_cell = (
+            f" {row['test_miou']:.4f} |"
+            if with_test and row["test_miou"] is not None
+            else (" – |" if with_test else "")
+        )
         lines.append(
-            f"| {row['variant']} | {row['val_miou']:.4f} | {row['val_pixel_accuracy']:.4f} | "
+            f"| {row['variant']} | {row['val_miou']:.4f} | {row['val_pixel_accuracy']:.4f} |{test_cell} "
             f"{row['ms_per_image']:.1f} | {row['parameters_m']:.2f} | {row['epochs_run']} ({row['best_epoch']}) | "
             f"{row['train_seconds']:.0f} |"
         )
@@ -167,8 +184,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--patience", type=int, default=100, help="early-stopping patience (epochs)")
     parser.add_argument("--label-fraction", type=float, default=1.0)
+    parser.add_argument(
+        "--augment", choices=["default", "strong", "none"], default="default", help="augmentation preset"
+    )
+    parser.add_argument(
+        "--test-data", type=Path, default=None, help="independent frames to evaluate on too (generated if missing)"
+    )
+    parser.add_argument("--test-images", type=int, default=40, help="frames to generate when --test-data is missing")
+    parser.add_argument("--test-seed", type=int, default=1, help="synth seed of generated --test-data")
     parser.add_argument("--backbone", default="resnet18")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="split, initialisation and sampling seed")
+    parser.add_argument("--data-seed", type=int, default=0, help="synth seed of generated --data")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument(
         "--only", nargs="*", type=int, default=None, help=f"indices of the variants to run (0..{len(VARIANTS) - 1})"
@@ -181,24 +207,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     args = parse_args(argv)
-    data = resolve_data(args.data, args.seg_images, args.seed)
+    if args.data_seed == args.test_seed and args.test_data is not None:
+        raise SystemExit("--data-seed and --test-seed must differ, or the test frames repeat the training frames")
+    data = resolve_data(args.data, args.seg_images, args.data_seed)
+    test_data = resolve_data(args.test_data, args.test_images, args.test_seed) if args.test_data else None
+    if test_data is not None and test_data.resolve() == data.resolve():
+        raise SystemExit("--test-data must hold other frames than --data")
     variants = [VARIANTS[i] for i in args.only] if args.only else list(VARIANTS)
     load_before = os.getloadavg()
     started = time.monotonic()
-    rows = [run_variant(variant, args, data) for variant in variants]
+    rows = [run_variant(variant, args, data, test_data) for variant in variants]
     load_after = os.getloadavg()
     table = markdown_table(rows)
     print(table)
     command = " ".join(["python", "benchmarks/segmenter_ablation.py", *(argv if argv is not None else sys.argv[1:])])
+    test_note = (
+        f" Test: {test_data} ({rows[0]['test_images']} frames used neither for training nor for epoch selection)."
+        if test_data
+        else ""
+    )
     notes = (
         f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `{command}`.\n\n"
         f"Data: {data} ({rows[0]['num_train']} training / {rows[0]['num_val']} validation frames, split seed "
-        f"{args.seed}, label fraction {args.label_fraction}). {args.backbone}, random init, {args.image_size} px, "
-        f"batch {args.batch_size}, lr {args.lr}, at most {args.epochs} epochs or {args.minutes} min per "
-        f"configuration. Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
-        f"{torch.__version__} with {torch.get_num_threads()} threads; load average {load_before[0]:.1f} before, "
-        f"{load_after[0]:.1f} after ({time.monotonic() - started:.0f} s in all). ms / image: forward + argmax at "
-        "batch size 1 on the validation frames.\n"
+        f"{args.seed}, label fraction {args.label_fraction}).{test_note} {args.backbone}, random init, "
+        f"{args.image_size} px, augmentation '{args.augment}', batch {args.batch_size}, lr {args.lr}, at most "
+        f"{args.epochs} epochs or {args.minutes} min per configuration. Machine: "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} with "
+        f"{torch.get_num_threads()} threads; load average {load_before[0]:.1f} before, {load_after[0]:.1f} after "
+        f"({time.monotonic() - started:.0f} s in all). val mIoU: best epoch on the validation frames (also used to "
+        "pick that epoch); ms / image: forward + argmax at batch size 1 on the validation frames.\n"
     )
     if args.out is not None:
         write_markdown(args.out, f"{notes}\n{table}\n")

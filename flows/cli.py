@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import logging
 import os
+
+# Idle OpenMP threads must not spin: on a busy machine spinning made torch 10-20x slower (docs/segmenter.md).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from pathlib import Path
 from typing import Annotated, Any
 

@@ -190,6 +190,7 @@ def crop_region(
     min_area_fraction: float = 0.002,
     margin_fraction: float = 0.08,
     min_margin: int = 16,
+    max_components: int | None = None,
 ) -> CropRegion:
     """The one box per frame that the detector scores: all kept components together, with one margin.
 
@@ -201,12 +202,21 @@ def crop_region(
     Args:
         mask_small, full_shape, component_class, min_area_fraction, margin_fraction, min_margin: As in
             :func:`component_boxes`.
+        max_components: Keep only this many of the largest components (``1`` when a frame holds exactly one
+            part, so a false-positive speck elsewhere cannot stretch the box); ``None`` keeps all of them.
 
     Returns:
         A :class:`CropRegion`; ``status == "no_component"`` (and ``box is None``) when nothing is kept.
     """
     h, w, big_h, big_w = _check_shapes(mask_small, full_shape)
     kept, largest = _components(mask_small, component_class, min_area_fraction)
+    if max_components is not None:
+        if max_components < 1:
+            raise ValueError(f"max_components must be positive or None, got {max_components}")
+        dropped = len(kept) - max_components
+        kept = kept[:max_components]
+    else:
+        dropped = 0
     what = "non-zero labels" if component_class is None else f"class {component_class}"
     if not kept:
         if largest == 0.0:
@@ -228,6 +238,7 @@ def crop_region(
     reason = (
         f"{len(kept)} component(s) of {what}; largest covers {100 * kept[0][0] / mask_small.size:.3g}% of the "
         f"frame; margin {margin_for(raw, margin_fraction, min_margin)} px"
+        + (f"; {dropped} smaller component(s) left out (max_components={max_components})" if dropped > 0 else "")
     )
     return CropRegion(box, "ok", reason, len(kept))
 

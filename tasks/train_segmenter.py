@@ -12,6 +12,7 @@ from PIL import Image
 from prefect import task
 
 from models.packaging import save_model_package
+from models.segmentation.augmentation import AugmentConfig
 from models.segmentation.builder import SEGMENTER_KIND
 from models.segmentation.config import SegmenterConfig
 from models.segmentation.inference import predict_mask
@@ -60,7 +61,12 @@ def train_segmenter_task(
 ) -> dict[str, Any]:
     """Train on ``data_dir`` (``images/``, ``masks/``), log everything, register; returns version and metrics."""
     settings = load_settings(home)
-    config = SegmenterConfig(backbone=backbone, encoder_weights=encoder_weights, input_long_side=image_size)
+    if backbone == "resnet18":  # the measured small configuration: narrower AMAM and decoder
+        config = SegmenterConfig.small(encoder_weights=encoder_weights, input_long_side=image_size)
+    else:
+        config = SegmenterConfig(backbone=backbone, encoder_weights=encoder_weights, input_long_side=image_size)
+    # Few labels overfit within a few epochs under the default augmentation (docs/segmenter.md): use the strong one.
+    augment = AugmentConfig.strong() if label_fraction < 0.5 else AugmentConfig()
     device = training_device()
     with tracked_run(settings, EXPERIMENT_TRAINING, run_name=f"segmenter-{backbone}-{image_size}") as run:
         params: dict[str, Any] = {
@@ -86,6 +92,7 @@ def train_segmenter_task(
             label_fraction=label_fraction,
             seed=seed,
             max_minutes=max_minutes,
+            augment=augment,
             device=device,
             on_epoch=lambda entry: log_metrics(entry, step=int(entry["epoch"])),
         )

@@ -71,6 +71,8 @@ def test_noise_below_min_area_is_dropped_and_largest_comes_first() -> None:
     assert margin == 24
     assert region.box == Box(max(0, raw.y0 - margin), raw.x0 - margin, raw.y1 + margin, min(400, raw.x1 + margin))
     assert region.box == Box(0, 56, 324, 400)
+    largest = crop_region(mask, (400, 400), max_components=1)
+    assert largest.n_components == 1 and largest.box == boxes[0] and "left out" in largest.reason
 
 
 def test_diagonal_pixels_join_one_component_and_other_classes_are_ignored() -> None:
