@@ -60,11 +60,11 @@ def train_small_models(home: Path, data: Path, seed: int = 0) -> tuple[dict, dic
         data=str(data / "mvtec"),
         home=str(home),
         backbone="resnet18",
-        image_size=64,
-        epochs=8,
+        image_size=128,
+        epochs=2,
         batch_size=8,
         seed=seed,
-        max_minutes=0.75,
+        max_minutes=0.5,
     )
     return segmenter, detector
 

@@ -90,25 +90,42 @@ class AnomalyMapGenerator(nn.Module):
     def distance_maps(
         self, teacher: list[torch.Tensor], student: list[torch.Tensor], size: tuple[int, int] | None = None
     ) -> torch.Tensor:
-        """Per-level cosine distances upsampled to ``size`` (default: the configured square), ``(N, L, H, W)``."""
+        """Per-level cosine distances upsampled to ``size`` (default: the configured square), ``(N, L, H, W)``.
+
+        Always computed in float32, also under bfloat16 autocast: the maps are small and their precision sets
+        how finely image scores can be ranked and thresholded.
+        """
         size = size or (self.image_size, self.image_size)
-        maps = [
-            F.interpolate(cosine_distance_map(t, s).unsqueeze(1), size=size, mode="bilinear", align_corners=False)
-            for t, s in zip(teacher, student, strict=True)
-        ]
+        device_type = teacher[0].device.type
+        with torch.autocast(device_type=device_type, enabled=False):
+            maps = [
+                F.interpolate(
+                    cosine_distance_map(t.float(), s.float()).unsqueeze(1),
+                    size=size,
+                    mode="bilinear",
+                    align_corners=False,
+                )
+                for t, s in zip(teacher, student, strict=True)
+            ]
         return torch.cat(maps, dim=1)
+
+    def _fuse_and_smooth(self, maps: torch.Tensor, fuse: bool) -> torch.Tensor:
+        with torch.autocast(device_type=maps.device.type, enabled=False):
+            if fuse:
+                maps = F.conv2d(maps, self.fusion.weight.float(), self.fusion.bias.float())
+            return self.smoothing(maps)
 
     def level_maps(
         self, teacher: list[torch.Tensor], student: list[torch.Tensor], size: tuple[int, int] | None = None
     ) -> torch.Tensor:
         """Smoothed per-level maps ``(N, L, H, W)``; ``fusion(level_maps)`` equals :meth:`forward`."""
-        return self.smoothing(self.distance_maps(teacher, student, size))
+        return self._fuse_and_smooth(self.distance_maps(teacher, student, size), fuse=False)
 
     def forward(
         self, teacher: list[torch.Tensor], student: list[torch.Tensor], size: tuple[int, int] | None = None
     ) -> torch.Tensor:
-        """Fused and smoothed anomaly map ``(N, 1, H, W)``."""
-        return self.smoothing(self.fusion(self.distance_maps(teacher, student, size)))
+        """Fused and smoothed anomaly map ``(N, 1, H, W)`` (float32)."""
+        return self._fuse_and_smooth(self.distance_maps(teacher, student, size), fuse=True)
 
     @staticmethod
     def image_scores(maps: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,7 @@ learning rate) are arguments of :func:`models.detector.training.train_detector`,
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 # Feature levels RD4AD distils: ResNet layer1..layer3 (timm numbering 1, 2, 3), strides 4, 8 and 16.
@@ -25,9 +25,10 @@ class DetectorConfig:
         backbone: timm name of the teacher (a ResNet family model: ``"wide_resnet50_2"``, ``"resnet18"``...).
         image_size: Side of the square network input in pixels; a multiple of 32 (the embedding has stride 32).
         teacher_weights: ``"timm"``, ``"none"`` (random initialisation) or a path to a local state-dict file.
-        teacher_zero_init_last: timm's default zero-initialises the last BatchNorm of every residual branch,
-            which makes a *randomly initialised* ResNet a chain of 1x1 shortcut convolutions with an 11-pixel
-            receptive field. ``False`` (default) keeps every branch active. Irrelevant with pretrained weights.
+        teacher_zero_init_last: timm's default (``True``) zero-initialises the last BatchNorm of every residual
+            branch, which makes a *randomly initialised* ResNet its stem followed by 1x1 shortcut projections
+            (receptive field ~11 px). ``False`` keeps every branch active (a deep random network); it measured
+            worse with random teachers (docs/detector.md). Irrelevant with pretrained weights.
         recalibrate_teacher_batchnorm: When true the teacher's BatchNorm running statistics are re-estimated on
             the normal training images once before training (a data-dependent initialisation for randomly
             initialised teachers, whose BatchNorm layers otherwise do nothing). Parameters stay untouched.
@@ -53,7 +54,7 @@ class DetectorConfig:
     backbone: str = "wide_resnet50_2"
     image_size: int = 256
     teacher_weights: str = "none"
-    teacher_zero_init_last: bool = False
+    teacher_zero_init_last: bool = True
     recalibrate_teacher_batchnorm: bool = False
     feature_standardisation: bool = False
     fusion_channels: int | None = None
@@ -67,7 +68,6 @@ class DetectorConfig:
     student_widths: tuple[int, int, int] | None = None
     student_blocks: tuple[int, int, int] = (2, 2, 2)
     smoothing_sigma: float = 4.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.image_size % 32 != 0 or self.image_size < 64:
@@ -109,6 +109,18 @@ class DetectorConfig:
         }
         values.update(overrides)
         return cls(**values)
+
+    @classmethod
+    def for_backbone(cls, backbone: str, **overrides: Any) -> DetectorConfig:
+        """The recommended configuration for ``backbone``: :meth:`small` for ResNet18/34, the paper's otherwise.
+
+        Args:
+            backbone: timm model name.
+            **overrides: Fields to change (e.g. ``image_size``, ``teacher_weights``).
+        """
+        if backbone in ("resnet18", "resnet34"):
+            return cls.small(backbone=backbone, **overrides)
+        return cls(backbone=backbone, **overrides)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary (tuples become lists)."""

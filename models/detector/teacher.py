@@ -34,7 +34,7 @@ class Teacher(nn.Module):
     """
 
     def __init__(
-        self, backbone: str, weights: str = RANDOM_INIT, zero_init_last: bool = False, standardise: bool = False
+        self, backbone: str, weights: str = RANDOM_INIT, zero_init_last: bool = True, standardise: bool = False
     ) -> None:
         super().__init__()
         kwargs: dict[str, object] = {}
