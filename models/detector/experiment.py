@@ -42,7 +42,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         seed=args.seed,
         max_minutes=args.minutes,
         device=args.device,
-        on_epoch=lambda entry: logging.info("epoch %s", {k: round(v, 4) for k, v in entry.items()}),
     )
     if args.package:
         save_detector(args.package, result.model.cpu(), result.calibration, result.package_extra())
