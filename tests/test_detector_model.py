@@ -146,3 +146,17 @@ def test_config_round_trip_and_errors() -> None:
         DetectorConfig.from_dict({**config.to_dict(), "typo": 1})
     except ValueError as error:
         assert "typo" in str(error)
+
+
+def test_presets_and_random_teacher_switches() -> None:
+    assert DetectorConfig.for_backbone("resnet18") == DetectorConfig.small()
+    assert DetectorConfig.for_backbone("wide_resnet50_2", image_size=224).vit_dim == DetectorConfig().vit_dim
+    model = tiny(embedding_stride=16, recalibrate_teacher_batchnorm=True)
+    images = torch.randn(4, 3, 64, 64)
+    assert model.bottleneck(model.teacher(images)).shape[-1] == 4  # stride-16 code at 64 px
+    teacher_features, student_features = model(images)
+    assert [s.shape for s in student_features] == [t.shape for t in teacher_features]
+    running_mean = model.teacher.encoder.bn1.running_mean.clone()
+    assert model.teacher.recalibrate_batchnorm([images, images]) == 8
+    assert not torch.equal(running_mean, model.teacher.encoder.bn1.running_mean)
+    assert not model.teacher.training and all(not p.requires_grad for p in model.teacher.parameters())
