@@ -211,3 +211,24 @@ def _place_1d(u: float, b0: int, b1: int, n: int, margin: int) -> int:
     if hi < lo:  # part larger than the frame minus margins: centre it
         return (n - (b0 + b1)) // 2
     return lo + round(u * (hi - lo))
+
+
+def render_empty_belt(size: tuple[int, int], key: Sequence[int]) -> np.ndarray:
+    """Render a frame of bare belt (a gap between parts), lit and noisy like :func:`render_frame`.
+
+    Plants see these whenever the conveyor runs without a part under the camera; the segmenter should find
+    nothing on them, so scoring reports ``no_component`` instead of scoring the belt.
+
+    Args:
+        size: (height, width) in pixels.
+        key: integers identifying the frame; a different stream than :func:`render_frame` uses for the same key.
+
+    Returns:
+        uint8 (H, W, 3) RGB.
+    """
+    h, w = check_size(size)
+    scene_rng = np.random.default_rng([*key, 2])
+    img = draw_belt(scene_rng, (h, w))
+    apply_gain(img, illumination_gain(scene_rng, (h, w)), scene_rng)
+    add_sensor_noise(img, scene_rng)
+    return to_uint8(img)

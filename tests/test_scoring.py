@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import psutil
 import pytest
+import torch
 import zarr
 from mlflow import MlflowClient
 from PIL import Image
@@ -24,6 +25,7 @@ from storage.frame_store import FrameStore
 from storage.registry import CHAMPION, alias_version
 from storage.settings import load_settings
 from storage.tables import SCORE_COLUMNS, read_manifest, read_scores
+from synth.frame import render_empty_belt
 from tasks import model_cache
 from tasks.model_cache import ModelRef
 from tasks.score_frames import score_frames
@@ -160,8 +162,7 @@ def test_rerun_scores_only_unscored_frames_unless_rescore(workspace: Workspace) 
 
 
 def test_bad_frames_get_a_status_and_do_not_stop_the_others(workspace: Workspace) -> None:
-    belt = np.full((384, 512, 3), 40, dtype=np.uint8)
-    _ingest_copy(workspace, "bad", extra={"empty_belt.png": belt})
+    _ingest_copy(workspace, "bad", extra={"empty_belt.png": render_empty_belt((384, 512), (5, 0))})
     settings = load_settings(workspace.home)
     manifest = read_manifest(settings.results_dir("bad")).set_index("source_path")
     broken = manifest.loc["frame_00001.png", "image_id"]
@@ -173,8 +174,39 @@ def test_bad_frames_get_a_status_and_do_not_stop_the_others(workspace: Workspace
     scores = read_scores(settings.results_dir("bad")).set_index("image_id")
     assert scores.loc[broken, "status"] == "failed"
     assert "cannot read frame" in scores.loc[broken, "reason"]
-    assert scores.loc[manifest.loc["empty_belt.png", "image_id"], "status"] == "no_component"
+    others = scores.drop(index=broken)
+    assert len(others) == 8 and set(others["status"]) <= {"scored", "no_component"}
     assert summary["scored"] >= 1 and summary["failed"] == 1
+
+
+def _segmenter_that_finds_nothing(workspace: Workspace, directory: Path) -> Path:
+    """The champion segmenter's package with its last layer set to answer "background" for every pixel.
+
+    Whether a small test-sized segmenter finds nothing on a given frame depends on its training; a model whose
+    answer is known makes the ``no_component`` path of the pipeline testable on its own.
+    """
+    settings = load_settings(workspace.home)
+    champion = settings.models_dir / "registry" / "segmenter" / alias_version(settings, "segmenter", CHAMPION)
+    shutil.copytree(champion, directory)
+    weights = torch.load(directory / "weights.pt", weights_only=True)
+    weights["decoder.head.1.weight"].zero_()
+    weights["decoder.head.1.bias"].copy_(torch.tensor([10.0, -10.0]))
+    torch.save(weights, directory / "weights.pt")
+    return directory
+
+
+def test_frames_without_a_component_are_reported_not_scored(workspace: Workspace, tmp_path: Path) -> None:
+    _ingest_copy(workspace, "empty")
+    segmenter = _segmenter_that_finds_nothing(workspace, tmp_path / "background-only")
+    summary = _score(workspace, "empty", segmenter=str(segmenter))
+    settings = load_settings(workspace.home)
+    scores = read_scores(settings.results_dir("empty"))
+    assert (scores["status"] == "no_component").all() and len(scores) == 8
+    assert scores["reason"].str.contains("holds no pixel of class 1").all()
+    assert scores["score"].isna().all() and not scores["is_anomalous"].any()
+    assert summary["no_component"] == 8 and summary["scored"] == 0
+    heatmap = zarr.open_array(settings.store_path / "shifts" / "empty" / "heatmaps" / scores["image_id"].iloc[0])
+    assert heatmap.attrs["status"] == "no_component"
 
 
 def test_one_stage_scores_whole_frames(workspace: Workspace) -> None:
