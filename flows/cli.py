@@ -313,6 +313,10 @@ def train_detector_command(
     seed: Annotated[int, typer.Option("--seed")] = 0,
     teacher_weights: Annotated[str, typer.Option("--teacher-weights", help="PATH, 'timm' or 'none'.")] = "none",
     max_minutes: Annotated[float | None, typer.Option("--max-minutes", help="Wall-clock training budget.")] = None,
+    lr: Annotated[
+        float | None,
+        typer.Option("--lr", min=0.0, help="Adam learning rate (default: 0.005 as RD4AD; 0.001 for resnet18/34)."),
+    ] = None,
     home: HomeOption = None,
     verbose: VerboseOption = False,
 ) -> None:
@@ -332,6 +336,7 @@ def train_detector_command(
             seed=seed,
             teacher_weights=teacher_weights,
             max_minutes=max_minutes,
+            lr=lr,
         )
     )
     if not result["teacher_pretrained"]:

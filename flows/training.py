@@ -74,8 +74,12 @@ def train_detector_flow(
     seed: int = 0,
     teacher_weights: str = "none",
     max_minutes: float | None = None,
+    lr: float | None = None,
 ) -> dict[str, Any]:
-    """Train the reverse-distillation detector on ``data/train/good`` and register it as ``detector@challenger``."""
+    """Train the reverse-distillation detector on ``data/train/good`` and register it as ``detector@challenger``.
+
+    ``lr`` ``None`` takes the backbone's recommended rate (RD4AD's 0.005, 0.001 for the small configuration).
+    """
     folder = require_dir(data, ["train/good"], "MVTec-layout")
     settings = load_settings(home).ensure()
     return train_detector_task(
@@ -88,4 +92,5 @@ def train_detector_flow(
         seed=seed,
         teacher_weights=teacher_weights,
         max_minutes=max_minutes,
+        lr=lr,
     )

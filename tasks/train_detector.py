@@ -9,9 +9,10 @@ from typing import Any
 
 from prefect import task
 
+from models.detector.calibration import Calibration
 from models.detector.config import DetectorConfig
 from models.detector.package import save_detector
-from models.detector.training import train_detector
+from models.detector.training import recommended_lr, train_detector
 from storage.settings import load_settings
 from storage.tracking import EXPERIMENT_TRAINING, log_metrics, log_params, tracked_run
 from tasks.evaluate_models import detector_report_artifacts, has_test_split
@@ -20,6 +21,13 @@ from tasks.train_segmenter import training_device
 
 DETECTOR_NAME = "detector"
 HEADLINE = ("image_auroc", "pixel_auroc", "aupro", "image_f1_max", "pixel_f1_max", "ms_per_image")
+
+
+def calibration_params(calibration: Calibration) -> dict[str, Any]:
+    """Calibration as flat MLflow params: one param per threshold and per detail, not one stringified dict."""
+    values = calibration.to_dict()
+    details = values.pop("details", None) or {}
+    return {**{f"calibration_{k}": v for k, v in values.items()}, **{f"calibration_{k}": v for k, v in details.items()}}
 
 
 @task(name="train-detector")
@@ -36,16 +44,21 @@ def train_detector_task(
     eval_dir: str | None = None,
     tags: dict[str, str] | None = None,
     config_overrides: dict[str, Any] | None = None,
+    lr: float | None = None,
 ) -> dict[str, Any]:
     """Train on ``data_dir/train/good``; evaluate on ``eval_dir`` (default: ``data_dir`` when it has ``test/``).
+
+    The architecture is :meth:`DetectorConfig.for_backbone` (the small configuration for ResNet18/34, the
+    paper's otherwise); ``lr`` defaults to :func:`recommended_lr` for the backbone.
 
     Returns:
         Version, run id, where the teacher weights came from, and the evaluation's headline metrics.
     """
     settings = load_settings(home)
-    config = DetectorConfig(
-        backbone=backbone, image_size=image_size, teacher_weights=teacher_weights, **(config_overrides or {})
+    config = DetectorConfig.for_backbone(
+        backbone, image_size=image_size, teacher_weights=teacher_weights, **(config_overrides or {})
     )
+    lr = recommended_lr(backbone) if lr is None else lr
     device = training_device()
     evaluation_dir = eval_dir or (data_dir if has_test_split(Path(data_dir)) else None)
     with tracked_run(settings, EXPERIMENT_TRAINING, run_name=f"detector-{backbone}-{image_size}") as run:
@@ -59,7 +72,8 @@ def train_detector_task(
                 "seed": seed,
                 "device": device,
                 "max_minutes": max_minutes,
-                "optimizer": "Adam lr=0.005 betas=(0.5, 0.999)",
+                "optimizer": "Adam betas=(0.5, 0.999)",
+                "lr": lr,
                 **{f"config_{k}": v for k, v in config.to_dict().items()},
             }
         )
@@ -68,6 +82,7 @@ def train_detector_task(
             data_dir,
             epochs=epochs,
             batch_size=batch_size,
+            lr=lr,
             seed=seed,
             max_minutes=max_minutes,
             device=device,
@@ -75,7 +90,7 @@ def train_detector_task(
         )
         log_params(result.weights_info.as_params("teacher"))
         calibration = result.calibration
-        log_params({f"calibration_{k}": v for k, v in calibration.to_dict().items()})
+        log_params(calibration_params(calibration))
         metrics: dict[str, Any] = {"epochs_completed": result.epochs_completed, **result.seconds}
         import mlflow
 

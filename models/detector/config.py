@@ -14,6 +14,10 @@ from typing import Any
 TEACHER_LEVELS: tuple[int, ...] = (1, 2, 3)
 
 
+#: Teachers that get the small (CPU-sized) configuration from :meth:`DetectorConfig.for_backbone`.
+SMALL_BACKBONES = ("resnet18", "resnet34")
+
+
 @dataclass
 class DetectorConfig:
     """Architecture of :class:`models.detector.network.ReverseDistillation`.
@@ -118,7 +122,7 @@ class DetectorConfig:
             backbone: timm model name.
             **overrides: Fields to change (e.g. ``image_size``, ``teacher_weights``).
         """
-        if backbone in ("resnet18", "resnet34"):
+        if backbone in SMALL_BACKBONES:
             return cls.small(backbone=backbone, **overrides)
         return cls(backbone=backbone, **overrides)
 

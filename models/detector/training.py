@@ -26,7 +26,7 @@ import torch
 from models.backbones import WeightsInfo
 from models.detector.builder import build_detector
 from models.detector.calibration import Calibration, calibrate
-from models.detector.config import DetectorConfig
+from models.detector.config import SMALL_BACKBONES, DetectorConfig
 from models.detector.data import load_images_uint8, load_mask, scan_mvtec, split_train_val, uint8_to_input
 from models.detector.fusion_fit import fit_fusion_weights
 from models.detector.inference import score_images
@@ -36,6 +36,18 @@ from models.detector.network import ReverseDistillation
 logger = logging.getLogger(__name__)
 
 EpochCallback = Callable[[dict[str, Any]], None]
+
+#: RD4AD's Adam learning rate, for the paper configuration.
+RD4AD_LR = 0.005
+#: Learning rate of the small configuration: steadier and lower loss than RD4AD's with a random teacher
+#: (docs/detector.md, "Tuning").
+SMALL_CONFIG_LR = 0.001
+
+
+def recommended_lr(backbone: str) -> float:
+    """Learning rate when the user names none: the small recipe's for the backbones that
+    :meth:`DetectorConfig.for_backbone` gives the small configuration, RD4AD's otherwise."""
+    return SMALL_CONFIG_LR if backbone in SMALL_BACKBONES else RD4AD_LR
 
 
 @dataclass
