@@ -24,35 +24,43 @@ def _step(title: str) -> None:
 
 
 def _run_cli(arguments: list[str]) -> None:
+    """Run one ``defectflow`` command in this process; a failing command stops the demo with its exit code."""
     from flows.cli import app
 
     try:
-        app(arguments, standalone_mode=False)
+        code = app(arguments, standalone_mode=False)  # click returns the exit code instead of raising here
     except SystemExit as exit_:
-        if exit_.code not in (0, None):
-            raise
+        code = exit_.code
+    if code not in (0, None):
+        console.print(f"[red]demo stopped:[/] 'defectflow {' '.join(arguments)}' exited with code {code}")
+        raise SystemExit(code)
 
 
-def _promote_below_floor_for_demo(options: list[str]) -> None:
-    """Lower the detector's floor for this demo workspace only, loudly, when the gate refused the first detector.
+#: Setting that holds each model's absolute floor for a first champion.
+_FLOORS = {"segmenter": "DEFECTFLOW_FLOOR_MIOU", "detector": "DEFECTFLOW_FLOOR_IMAGE_AUROC"}
 
-    A randomly initialised teacher (no weights can be downloaded here) does not reach the production floor; the
-    gate refusing it is the correct behaviour, and the demo shows it. To go on to scoring, the demo then promotes
-    with the floor at 0 in this process only: nothing is written to the workspace's settings.
+
+def _promote(model: str, options: list[str]) -> None:
+    """Promote through the gate; if the first model misses its floor, lower the floor for this process, loudly.
+
+    Randomly initialised networks (no weights can be downloaded here) may not reach the production floors; the
+    gate refusing them is the correct behaviour, and the demo shows it. To go on to scoring, the demo then
+    promotes with that floor at 0 in this process only: nothing is written to the workspace's settings.
     """
     from storage.registry import CHAMPION, alias_version
     from storage.settings import load_settings
 
-    if alias_version(load_settings(), "detector", CHAMPION) is not None:
+    _run_cli(["promote", "--model", model, *options])
+    if alias_version(load_settings(), model, CHAMPION) is not None:
         return
     console.print(
-        "[yellow]demo only:[/] the randomly initialised detector misses the production floor "
-        "(DEFECTFLOW_FLOOR_IMAGE_AUROC, default 0.90) and was refused above, as it should be. To show scoring, "
-        "the demo promotes it with the floor set to 0 for this process. Train with pretrained teacher weights "
-        "(--teacher-weights timm or PATH) for a detector that passes the gate."
+        f"[yellow]demo only:[/] the randomly initialised {model} misses the production floor ({_FLOORS[model]}) "
+        "and was refused above, as it should be. To show scoring, the demo promotes it with that floor at 0 for "
+        "this process. Pretrained weights (--teacher-weights / --encoder-weights timm or PATH) give models that "
+        "pass the gate."
     )
-    os.environ["DEFECTFLOW_FLOOR_IMAGE_AUROC"] = "0"
-    _run_cli(["promote", "--model", "detector", *options])
+    os.environ[_FLOORS[model]] = "0"
+    _run_cli(["promote", "--model", model, *options])
 
 
 def main() -> None:
@@ -116,9 +124,8 @@ def main() -> None:
         ]
     )
     _step("4/7 promote both through the gate")
-    _run_cli(["promote", "--model", "segmenter", "--eval-data", str(train_dir / "segmentation"), *home_option])
-    _run_cli(["promote", "--model", "detector", "--eval-data", str(train_dir / "mvtec"), *home_option])
-    _promote_below_floor_for_demo(["--eval-data", str(train_dir / "mvtec"), *home_option])
+    _promote("segmenter", ["--eval-data", str(train_dir / "segmentation"), *home_option])
+    _promote("detector", ["--eval-data", str(train_dir / "mvtec"), *home_option])
     _step("5/7 ingest the shift")
     _run_cli(["ingest", str(shift_dir / "frames"), "--shift", "shift-demo", *home_option])
     _step("6/7 score it on a local Dask cluster")
@@ -137,8 +144,9 @@ def main() -> None:
     )
     scored = joined[joined["status"] == "scored"]
     truth = (scored["label"] == "defect").to_numpy()
+    # raw scores: the normalised score is clipped to [0, 1], and ties at the clip lose ranking information
     image_auroc = (
-        auroc(truth, scored["score"].astype(float).to_numpy()) if 0 < truth.sum() < len(truth) else float("nan")
+        auroc(truth, scored["raw_score"].astype(float).to_numpy()) if 0 < truth.sum() < len(truth) else float("nan")
     )
     table = Table(title="defectflow demo", show_header=False, title_justify="left")
     table.add_column(style="bold")

@@ -12,13 +12,26 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from flows.training import DataError, require_dir
-from storage.registry import CHALLENGER, CHAMPION, PREVIOUS, ModelNotFound, alias_version, client, set_alias
+from storage.registry import (
+    CHALLENGER,
+    CHAMPION,
+    PREVIOUS,
+    ModelNotFound,
+    alias_version,
+    client,
+    set_alias,
+    version_tags,
+)
 from storage.settings import Settings, load_settings
 from storage.tracking import EXPERIMENT_PROMOTION, log_metrics, log_params, tracked_run
 from tasks.evaluate_models import evaluate_detector_task, evaluate_segmenter_task
 from tasks.promotion_rule import Decision, GateRule, decide
 
 MODEL_KINDS = ("detector", "segmenter")
+
+
+#: Version tag that rollback sets on the demoted champion; promote refuses such a challenger.
+ROLLED_BACK = "rolled_back"
 
 
 def gate_rule(settings: Settings, model: str) -> GateRule:
@@ -79,7 +92,14 @@ def promote(model: str = "detector", home: str | None = None, eval_data: str | N
     rule = gate_rule(settings, model)
 
     challenger_metrics = _evaluate(settings, model, challenger, data)
-    if champion == challenger:
+    if version_tags(settings, model, challenger).get(ROLLED_BACK) == "true":
+        champion_metrics = _evaluate(settings, model, champion, data) if champion else None
+        decision = Decision(
+            False,
+            f"version {challenger} was rolled back from champion; it is not promoted again. Train or retrain a new "
+            f"challenger ('defectflow train {model}' or 'defectflow retrain')",
+        )
+    elif champion == challenger:
         champion_metrics: dict[str, Any] | None = challenger_metrics
         decision = Decision(False, f"version {challenger} is already the champion")
     else:
@@ -140,7 +160,7 @@ def rollback(model: str = "detector", home: str | None = None) -> dict[str, Any]
     set_alias(settings, model, CHAMPION, previous)
     mlflow_client.delete_registered_model_alias(model, PREVIOUS)
     if demoted:
-        mlflow_client.set_model_version_tag(model, demoted, "rolled_back", "true")
+        mlflow_client.set_model_version_tag(model, demoted, ROLLED_BACK, "true")
     with tracked_run(settings, EXPERIMENT_PROMOTION, run_name=f"rollback-{model}-v{demoted}") as _:
         log_params({"model": model, "demoted_version": demoted, "restored_version": previous})
         import mlflow
