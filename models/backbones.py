@@ -9,8 +9,10 @@ Weights come from one of three places, chosen explicitly by the user so that not
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +24,21 @@ logger = logging.getLogger(__name__)
 
 RANDOM_INIT = "none"
 TIMM_PRETRAINED = "timm"
+
+
+@contextlib.contextmanager
+def weights_to_be_replaced() -> Iterator[None]:
+    """Silence the 'randomly initialised' warning while building a network whose weights a package load replaces.
+
+    Loading a trained model builds the architecture with random weights first; warning about them there would
+    tell an operator that a trained model is untrained.
+    """
+    previous = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
 
 
 @dataclass(frozen=True)

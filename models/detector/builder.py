@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
-from models.backbones import RANDOM_INIT, WeightsInfo
+from models.backbones import RANDOM_INIT, WeightsInfo, weights_to_be_replaced
 from models.detector.config import DetectorConfig
 from models.detector.network import ReverseDistillation
 from models.detector.teacher import Teacher
@@ -31,12 +32,13 @@ def build_detector(config: DetectorConfig | dict[str, Any], load_pretrained: boo
     if isinstance(config, dict):
         config = DetectorConfig.from_dict(config)
     weights = config.teacher_weights if load_pretrained else RANDOM_INIT
-    teacher = Teacher(
-        config.backbone,
-        weights=weights,
-        zero_init_last=config.teacher_zero_init_last,
-        standardise=config.feature_standardisation,
-    )
+    with contextlib.nullcontext() if load_pretrained else weights_to_be_replaced():
+        teacher = Teacher(
+            config.backbone,
+            weights=weights,
+            zero_init_last=config.teacher_zero_init_last,
+            standardise=config.feature_standardisation,
+        )
     model = ReverseDistillation(config, teacher)
     if not load_pretrained:
         model.weights_info = WeightsInfo(

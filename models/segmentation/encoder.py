@@ -7,31 +7,15 @@ resolution the decoder needs.
 
 from __future__ import annotations
 
-import contextlib
-import logging
-from collections.abc import Iterator
-
 import torch
 from torch import nn
 
-from models.backbones import RANDOM_INIT, WeightsInfo, create_feature_extractor
+from models.backbones import RANDOM_INIT, WeightsInfo, create_feature_extractor, weights_to_be_replaced
 from models.segmentation.config import OUTPUT_STRIDE
 
 #: timm ``features_only`` indices: stem (stride 2), layer1 (4), layer2 (8), layer3 (16), dilated layer4 (16).
 ENCODER_OUT_INDICES: tuple[int, ...] = (0, 1, 2, 3, 4)
 EXPECTED_REDUCTIONS: list[int] = [2, 4, 8, 16, OUTPUT_STRIDE]
-
-
-@contextlib.contextmanager
-def _quiet_backbone_logger() -> Iterator[None]:
-    """Silence the 'randomly initialised' warning when the weights are about to be replaced anyway."""
-    backbone_logger = logging.getLogger("models.backbones")
-    previous = backbone_logger.level
-    backbone_logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        backbone_logger.setLevel(previous)
 
 
 class DilatedResNetEncoder(nn.Module):
@@ -77,7 +61,7 @@ def build_encoder(
     if load_pretrained:
         body, info = create_feature_extractor(backbone, ENCODER_OUT_INDICES, weights, output_stride=OUTPUT_STRIDE)
     else:
-        with _quiet_backbone_logger():
+        with weights_to_be_replaced():
             body, _ = create_feature_extractor(backbone, ENCODER_OUT_INDICES, RANDOM_INIT, output_stride=OUTPUT_STRIDE)
         info = WeightsInfo(
             source="random",
