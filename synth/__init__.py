@@ -5,12 +5,13 @@ Public API:
     generate_dataset: MVTec-AD style crops for the detector and a segmentation set.
     crop_box: the crop rule shared with the scoring pipeline.
     render_frame: one frame in memory (image, masks) for tests and experiments.
+    render_empty_belt: a frame of bare belt (no part), as between two parts on the conveyor.
 """
 
 from synth.crop_rule import crop_box
 from synth.dataset import DatasetSummary, generate_dataset
 from synth.defects import DEFECT_TYPES
-from synth.frame import Frame, render_frame
+from synth.frame import Frame, render_empty_belt, render_frame
 from synth.shift import ShiftSummary, generate_shift
 
 __all__ = [
@@ -21,5 +22,6 @@ __all__ = [
     "crop_box",
     "generate_dataset",
     "generate_shift",
+    "render_empty_belt",
     "render_frame",
 ]

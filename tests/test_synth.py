@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from synth import DEFECT_TYPES, crop_box, generate_dataset, generate_shift, render_frame
+from synth import DEFECT_TYPES, crop_box, generate_dataset, generate_shift, render_empty_belt, render_frame
 from synth.dataset import crop_frame
 from synth.shift import plan_defects
 
@@ -289,3 +289,10 @@ def test_segmentation_images_are_never_upscaled(tmp_path: Path) -> None:
     assert s.seg_size == SIZE  # default seg_long_side=512 > 256
     assert _read(tmp_path / "segmentation" / "images" / "seg_00000.png").shape == (*SIZE, 3)
     assert _read(tmp_path / "segmentation" / "masks" / "seg_00000.png").shape == SIZE
+
+
+def test_empty_belt_frames_are_deterministic() -> None:
+    first, again = render_empty_belt((160, 200), (4, 1)), render_empty_belt((160, 200), (4, 1))
+    assert first.shape == (160, 200, 3) and first.dtype == np.uint8
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, render_empty_belt((160, 200), (4, 2)))
