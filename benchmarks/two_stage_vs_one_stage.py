@@ -612,7 +612,7 @@ def main(argv: list[str] | None = None) -> None:
         f"({args.train_good} training images each); segmenter: {BACKBONE} AMAM U-Net at {args.seg_image_size} px, "
         f"{args.seg_minutes:g} min ({args.seg_images} frames). All randomly initialised (no pretrained weights). "
         f"Versions: segmenter v{versions['segmenter']}, crop detector v{versions['crop_detector']}, full-frame "
-        f"detector v{versions['fullframe_detector']}. Frames not scored count as score 0 and an all-zero heatmap. "
+        f"detector v{versions['fullframe_detector']}. Image AUROC on raw scores; frames not scored rank lowest and get an all-zero heatmap. "
         f"images/s (flow): scoring phase of nightly_scoring on a LocalCluster; (bare): tasks.score_frames in one "
         f"process. {os.cpu_count()} CPU cores, torch {torch.__version__}, "
         f"{'CUDA' if torch.cuda.is_available() else 'CPU'}."
@@ -623,8 +623,8 @@ def main(argv: list[str] | None = None) -> None:
     for p in pipelines:
         m = p.metrics
         print(
-            f"{p.name}: image AUROC scored frames only {fmt(m['image_auroc_scored_only'])}, on raw scores "
-            f"{fmt(m['image_auroc_raw'])}; flow wall time incl. cluster start {p.flow_seconds:.1f} s; "
+            f"{p.name}: image AUROC scored frames only {fmt(m['image_auroc_scored_only'])}, on the normalised "
+            f"score {fmt(m['image_auroc_normalised_score'])}; flow wall time incl. cluster start {p.flow_seconds:.1f} s; "
             f"pixel AUROC over {m['pixels']:,} pixels ({m['defect_pixels']:,} defect)"
             + (", equal to models.metrics.anomaly.auroc" if m["pixel_auroc_cross_checked"] is not None else "")
         )

@@ -42,6 +42,25 @@ def test_threshold_maps_to_half_and_normalisation_is_monotone() -> None:
     assert calibration.is_anomalous(calibration.image_threshold) and not calibration.is_anomalous(-1.0)
 
 
+def test_normalisation_keeps_the_ranking_of_every_calibration_value() -> None:
+    # the threshold at the top of the range, as the normal-only rule puts it: nothing in [min, max] may clip to 0
+    calibration = Calibration(
+        image_threshold=1.0,
+        pixel_threshold=1.0,
+        image_min=0.2,
+        image_max=1.05,
+        pixel_min=0.0,
+        pixel_max=1.1,
+        method="normal-quantile",
+    )
+    pixels = np.linspace(calibration.pixel_min, calibration.pixel_max, 101)
+    normalised = calibration.normalise_pixels(pixels)
+    assert np.all(np.diff(normalised) > 0) and normalised[0] == pytest.approx(0.0)
+    scores = calibration.normalise_image(np.linspace(calibration.image_min, calibration.image_max, 101))
+    assert np.all(np.diff(scores) > 0)
+    assert calibration.normalise_image(1.0) == pytest.approx(0.5)
+
+
 def test_f1_calibration_with_labelled_defects() -> None:
     normal_scores = np.array([0.1, 0.2, 0.3, 0.35])
     normal_maps = np.zeros((4, 4, 4), dtype=np.float32) + normal_scores[:, None, None].astype(np.float32)

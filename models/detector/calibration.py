@@ -16,13 +16,17 @@ agree with the image decision.
 **Thresholds with labelled defects** (``method="f1"``): the image threshold maximises the image F1 over the
 held-out normals plus the labelled images, the pixel threshold the pixel F1 over all their pixels.
 
-**Normalisation** (anomalib's min-max rule around the threshold)::
+**Normalisation** (anomalib's min-max rule around the threshold, with a wider span)::
 
-    normalised = clip((raw - threshold) / (max - min) + 0.5, 0, 1)
+    normalised = clip((raw - threshold) / span + 0.5, 0, 1),    span = 2 * max(threshold - min, max - threshold)
 
 with ``min`` / ``max`` the smallest and largest calibration scores (pixel values for pixel maps). It is monotone
 non-decreasing, maps the threshold to exactly 0.5, and keeps the units-free decision rule
-``anomalous <=> normalised >= 0.5`` for any model.
+``anomalous <=> normalised >= 0.5`` for any model. anomalib's span is ``max - min``, which clips everything below
+``threshold - (max - min) / 2`` to 0. Our thresholds sit at the top of the normal range (the pixel threshold is
+the image threshold, a high quantile of map maxima), so with that span almost every pixel became 0: stored
+heatmaps were 97-100 % zeros inside the crop, and their pixel AUROC at full resolution was 0.50. The wider span
+keeps every calibration value inside ``[0, 1]`` unclipped, so heatmaps and scores keep their ranking.
 """
 
 from __future__ import annotations
@@ -80,7 +84,7 @@ class Calibration:
 
     @staticmethod
     def _normalise(raw: ArrayLike, threshold: float, low: float, high: float) -> ArrayLike:
-        span = max(high - low, 1e-12)
+        span = 2.0 * max(threshold - low, high - threshold, 1e-12)  # no calibration value is clipped
         if isinstance(raw, torch.Tensor):
             return ((raw - threshold) / span + 0.5).clamp(0.0, 1.0)
         out = np.clip((np.asarray(raw, dtype=np.float64) - threshold) / span + 0.5, 0.0, 1.0)
