@@ -534,6 +534,12 @@ def retrain(
     image_size: Annotated[int, typer.Option("--image-size", min=64)] = 256,
     epochs: Annotated[int, typer.Option("--epochs", min=1)] = 200,
     max_minutes: Annotated[float | None, typer.Option("--max-minutes")] = None,
+    teacher_weights: Annotated[
+        str, typer.Option("--teacher-weights", help="Detector teacher: PATH, 'timm' or 'none'.")
+    ] = "none",
+    encoder_weights: Annotated[
+        str, typer.Option("--encoder-weights", help="Segmenter encoder (with --seg-data): PATH, 'timm' or 'none'.")
+    ] = "none",
     dask_address: DaskAddressOption = None,
     workers: WorkersOption = None,
     home: HomeOption = None,
@@ -561,6 +567,8 @@ def retrain(
             image_size=image_size,
             epochs=epochs,
             max_minutes=max_minutes,
+            teacher_weights=teacher_weights,
+            encoder_weights=encoder_weights,
         )
     )
     detector = result["detector"]

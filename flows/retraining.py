@@ -25,7 +25,7 @@ from flows.training import DataError, require_dir
 from storage.frame_files import IMAGE_SUFFIXES
 from storage.ids import validate_shift_id
 from storage.settings import Settings, load_settings
-from storage.tables import read_scores
+from storage.tables import SCORES_FILE, read_scores
 from tasks.extract_crops import extract_crops
 from tasks.train_detector import train_detector_task
 from tasks.train_segmenter import train_segmenter_task
@@ -36,7 +36,15 @@ NORMAL_MARGIN = 0.1  # a frame is "confidently normal" when its normalised score
 def select_shifts(settings: Settings, shifts: list[str] | None, since_days: int | None) -> list[str]:
     """Shifts named explicitly, else those scored in the last ``since_days`` days (default 7)."""
     if shifts:
-        return [validate_shift_id(s) for s in shifts]
+        chosen = [validate_shift_id(s) for s in shifts]
+        unscored = [s for s in chosen if not (settings.results_dir(s) / SCORES_FILE).is_file()]
+        if unscored:
+            raise DataError(
+                f"shift(s) {', '.join(unscored)} have no scores in {settings.results_root}; score them first "
+                f"('defectflow score --shift {unscored[0]}') or leave --shifts out to use the shifts of the last "
+                "--since-days"
+            )
+        return chosen
     cutoff = datetime.now(timezone.utc) - timedelta(days=since_days or 7)
     chosen = []
     for path in sorted(settings.results_root.glob("*/scores.parquet")):
@@ -74,6 +82,8 @@ def retrain(
     seg_epochs: int = 30,
     seed: int = 0,
     batch_size: int = 8,
+    teacher_weights: str = "none",
+    encoder_weights: str = "none",
 ) -> dict[str, Any]:
     """Build a training set from recent shifts, train, evaluate on the fixed set, register as challenger.
 
@@ -89,6 +99,8 @@ def retrain(
         seg_backbone, seg_image_size, seg_epochs: Segmenter training (with ``seg_data``).
         seed: Training seed.
         batch_size: Frames per crop-extraction task.
+        teacher_weights: Detector teacher weights: ``"timm"``, a state-dict path, or ``"none"`` (random: say so).
+        encoder_weights: Segmenter encoder weights (with ``seg_data``), same choices.
     """
     logger = get_run_logger()
     settings = load_settings(home).ensure()
@@ -143,6 +155,7 @@ def retrain(
         image_size=image_size,
         epochs=epochs,
         seed=seed,
+        teacher_weights=teacher_weights,
         max_minutes=max_minutes,
         eval_dir=str(evaluation),
         tags=lineage,
@@ -156,6 +169,7 @@ def retrain(
             image_size=seg_image_size,
             epochs=seg_epochs,
             seed=seed,
+            encoder_weights=encoder_weights,
             tags={"data_dir": str(folder)},
         )
     return result

@@ -1,0 +1,74 @@
+"""The retrain flow on the session workspace: training set from confidently normal frames, lineage in the registry."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from flows.ingest import ingest_shift
+from flows.retraining import confidently_normal, retrain
+from flows.scoring import nightly_scoring
+from flows.training import DataError
+from storage.registry import CHALLENGER, alias_version, version_tags
+from storage.settings import load_settings
+from storage.tables import read_scores
+from tests.pipeline import SHIFT, Workspace, runner
+
+
+def _retrain(workspace: Workspace, **kwargs) -> dict:
+    return retrain.with_options(task_runner=runner(workspace.home))(
+        home=str(workspace.home),
+        eval_data=str(workspace.mvtec),
+        backbone="resnet18",
+        image_size=128,
+        epochs=1,
+        max_minutes=0.3,
+        **kwargs,
+    )
+
+
+def test_retrain_trains_on_confidently_normal_frames_and_records_lineage(workspace: Workspace) -> None:
+    settings = load_settings(workspace.home)
+    nightly_scoring.with_options(task_runner=runner(workspace.home))(shift_id=SHIFT, home=str(workspace.home))
+    scores = read_scores(settings.results_dir(SHIFT))
+    curated = workspace.mvtec / "train" / "good"
+    result = _retrain(workspace, shifts=[SHIFT], good_dir=str(curated))
+
+    lineage = result["lineage"]
+    names = Path(lineage["dataset_dir"], "training_list.txt").read_text().split()
+    from_shift = {name.split("__", 1)[1].removesuffix(".png") for name in names if name.startswith(f"{SHIFT}__")}
+    assert from_shift == set(confidently_normal(scores))
+    not_normal = scores.loc[(scores["status"] != "scored") | scores["is_anomalous"].astype(bool), "image_id"]
+    assert not from_shift & set(not_normal), "a flagged or failed frame went into the training set"
+    assert sum(name.startswith("curated__") for name in names) == len(list(curated.glob("*.png")))
+    assert int(lineage["frame_count"]) == len(names) == len(list(Path(lineage["dataset_dir"], "train/good").iterdir()))
+
+    version = result["detector"]["version"]
+    assert alias_version(settings, "detector", CHALLENGER) == version
+    tags = version_tags(settings, "detector", version)
+    assert tags["training_list_sha256"] == lineage["training_list_sha256"]
+    assert tags["frame_count"] == lineage["frame_count"]
+    assert tags["shifts"] == (SHIFT if from_shift else "none")
+    assert tags["git_commit"]
+
+
+def test_retrain_refuses_a_shift_that_was_never_scored(workspace: Workspace) -> None:
+    with pytest.raises(DataError, match="defectflow score --shift never-scored"):
+        _retrain(workspace, shifts=["never-scored"])
+
+
+def test_retrain_without_enough_images_says_what_to_do(workspace: Workspace, tmp_path: Path) -> None:
+    frames = tmp_path / "two-frames"
+    frames.mkdir()
+    for source in sorted((workspace.shift_dir / "frames").glob("*.png"))[:2]:
+        shutil.copy2(source, frames / source.name)
+    ingest_shift.with_options(task_runner=runner(workspace.home))(
+        source=str(frames), shift_id="two-frames", home=str(workspace.home)
+    )
+    nightly_scoring.with_options(task_runner=runner(workspace.home))(shift_id="two-frames", home=str(workspace.home))
+    empty = tmp_path / "empty-curated-folder"
+    empty.mkdir()
+    with pytest.raises(DataError, match=r"only [0-2] training images .* --good-dir"):
+        _retrain(workspace, shifts=["two-frames"], good_dir=str(empty))
