@@ -14,7 +14,9 @@ from flows.training import DataError
 from storage.registry import CHALLENGER, alias_version, version_tags
 from storage.settings import load_settings
 from storage.tables import read_scores
-from tests.pipeline import SHIFT, Workspace, runner
+from tests.pipeline import Workspace, runner
+
+SHIFT_FOR_RETRAIN = "retrain-source"
 
 
 def _retrain(workspace: Workspace, **kwargs) -> dict:
@@ -29,16 +31,28 @@ def _retrain(workspace: Workspace, **kwargs) -> dict:
     )
 
 
-def test_retrain_trains_on_confidently_normal_frames_and_records_lineage(workspace: Workspace) -> None:
+def _scored_copy(workspace: Workspace, shift: str, source: Path, frames: int | None = None) -> None:
+    """Ingest and score (some of) the test shift's frames under their own id: other modules own ``SHIFT``."""
+    source.mkdir()
+    for path in sorted((workspace.shift_dir / "frames").glob("*.png"))[:frames]:
+        shutil.copy2(path, source / path.name)
+    ingest_shift.with_options(task_runner=runner(workspace.home))(
+        source=str(source), shift_id=shift, home=str(workspace.home)
+    )
+    nightly_scoring.with_options(task_runner=runner(workspace.home))(shift_id=shift, home=str(workspace.home))
+
+
+def test_retrain_trains_on_confidently_normal_frames_and_records_lineage(workspace: Workspace, tmp_path: Path) -> None:
     settings = load_settings(workspace.home)
-    nightly_scoring.with_options(task_runner=runner(workspace.home))(shift_id=SHIFT, home=str(workspace.home))
-    scores = read_scores(settings.results_dir(SHIFT))
+    _scored_copy(workspace, SHIFT_FOR_RETRAIN, tmp_path / "frames")
+    scores = read_scores(settings.results_dir(SHIFT_FOR_RETRAIN))
     curated = workspace.mvtec / "train" / "good"
-    result = _retrain(workspace, shifts=[SHIFT], good_dir=str(curated))
+    result = _retrain(workspace, shifts=[SHIFT_FOR_RETRAIN], good_dir=str(curated))
 
     lineage = result["lineage"]
     names = Path(lineage["dataset_dir"], "training_list.txt").read_text().split()
-    from_shift = {name.split("__", 1)[1].removesuffix(".png") for name in names if name.startswith(f"{SHIFT}__")}
+    prefix = f"{SHIFT_FOR_RETRAIN}__"
+    from_shift = {name.split("__", 1)[1].removesuffix(".png") for name in names if name.startswith(prefix)}
     assert from_shift == set(confidently_normal(scores))
     not_normal = scores.loc[(scores["status"] != "scored") | scores["is_anomalous"].astype(bool), "image_id"]
     assert not from_shift & set(not_normal), "a flagged or failed frame went into the training set"
@@ -50,7 +64,7 @@ def test_retrain_trains_on_confidently_normal_frames_and_records_lineage(workspa
     tags = version_tags(settings, "detector", version)
     assert tags["training_list_sha256"] == lineage["training_list_sha256"]
     assert tags["frame_count"] == lineage["frame_count"]
-    assert tags["shifts"] == (SHIFT if from_shift else "none")
+    assert tags["shifts"] == (SHIFT_FOR_RETRAIN if from_shift else "none")
     assert tags["git_commit"]
 
 
@@ -60,14 +74,7 @@ def test_retrain_refuses_a_shift_that_was_never_scored(workspace: Workspace) -> 
 
 
 def test_retrain_without_enough_images_says_what_to_do(workspace: Workspace, tmp_path: Path) -> None:
-    frames = tmp_path / "two-frames"
-    frames.mkdir()
-    for source in sorted((workspace.shift_dir / "frames").glob("*.png"))[:2]:
-        shutil.copy2(source, frames / source.name)
-    ingest_shift.with_options(task_runner=runner(workspace.home))(
-        source=str(frames), shift_id="two-frames", home=str(workspace.home)
-    )
-    nightly_scoring.with_options(task_runner=runner(workspace.home))(shift_id="two-frames", home=str(workspace.home))
+    _scored_copy(workspace, "two-frames", tmp_path / "two-frames", frames=2)
     empty = tmp_path / "empty-curated-folder"
     empty.mkdir()
     with pytest.raises(DataError, match=r"only [0-2] training images .* --good-dir"):
