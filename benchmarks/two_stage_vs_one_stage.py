@@ -259,20 +259,11 @@ def generate_data(args: argparse.Namespace, data: Path) -> dict[str, Any]:
 
 
 def run_cli(arguments: list[str]) -> None:
-    """Run one ``defectflow`` command in this process; a non-zero exit stops the benchmark.
-
-    With ``standalone_mode=False`` click returns a failed command's exit code instead of raising, so it is
-    checked here.
-    """
-    from flows.cli import app
+    """Run one ``defectflow`` command in this process, saying which; a non-zero exit stops the benchmark."""
+    from flows.cli import invoke
 
     say("defectflow " + shlex.join(arguments))
-    try:
-        code = app(arguments, standalone_mode=False)
-    except SystemExit as exit_:
-        code = exit_.code
-    if code not in (0, None):
-        raise SystemExit(f"'defectflow {shlex.join(arguments)}' failed with exit code {code}")
+    invoke(arguments)
 
 
 def champion_or_exit(model: str) -> str:
@@ -612,7 +603,8 @@ def main(argv: list[str] | None = None) -> None:
         f"({args.train_good} training images each); segmenter: {BACKBONE} AMAM U-Net at {args.seg_image_size} px, "
         f"{args.seg_minutes:g} min ({args.seg_images} frames). All randomly initialised (no pretrained weights). "
         f"Versions: segmenter v{versions['segmenter']}, crop detector v{versions['crop_detector']}, full-frame "
-        f"detector v{versions['fullframe_detector']}. Image AUROC on raw scores; frames not scored rank lowest and get an all-zero heatmap. "
+        f"detector v{versions['fullframe_detector']}. Image AUROC on raw scores; frames not scored rank lowest and "
+        f"get an all-zero heatmap. "
         f"images/s (flow): scoring phase of nightly_scoring on a LocalCluster; (bare): tasks.score_frames in one "
         f"process. {os.cpu_count()} CPU cores, torch {torch.__version__}, "
         f"{'CUDA' if torch.cuda.is_available() else 'CPU'}."
@@ -624,7 +616,8 @@ def main(argv: list[str] | None = None) -> None:
         m = p.metrics
         print(
             f"{p.name}: image AUROC scored frames only {fmt(m['image_auroc_scored_only'])}, on the normalised "
-            f"score {fmt(m['image_auroc_normalised_score'])}; flow wall time incl. cluster start {p.flow_seconds:.1f} s; "
+            f"score {fmt(m['image_auroc_normalised_score'])}; "
+            f"flow wall time incl. cluster start {p.flow_seconds:.1f} s; "
             f"pixel AUROC over {m['pixels']:,} pixels ({m['defect_pixels']:,} defect)"
             + (", equal to models.metrics.anomaly.auroc" if m["pixel_auroc_cross_checked"] is not None else "")
         )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 
 # Idle OpenMP threads must not spin: on a busy machine spinning made torch 10-20x slower (docs/segmenter.md).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -85,6 +86,20 @@ def run_flow(flow: Any, settings: Any, address: str | None, cluster_workers: int
     with prefect_api():
         runner = dask_task_runner(settings, address=address, workers=cluster_workers)
         return flow.with_options(task_runner=runner)(**parameters)
+
+
+def invoke(arguments: list[str]) -> None:
+    """Run one ``defectflow`` command in this process (demo, benchmarks); a failing command raises ``SystemExit``.
+
+    With ``standalone_mode=False`` click returns a failed command's exit code instead of raising, so it is
+    checked here.
+    """
+    try:
+        code = app(arguments, standalone_mode=False)
+    except SystemExit as exit_:
+        code = exit_.code
+    if code not in (0, None):
+        raise SystemExit(f"'defectflow {shlex.join(arguments)}' exited with code {code}")
 
 
 def run_local_flow(flow: Any, **parameters: Any) -> Any:

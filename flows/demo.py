@@ -16,24 +16,13 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from flows.cli import invoke
+
 console = Console()
 
 
 def _step(title: str) -> None:
     console.rule(f"[bold]{title}")
-
-
-def _run_cli(arguments: list[str]) -> None:
-    """Run one ``defectflow`` command in this process; a failing command stops the demo with its exit code."""
-    from flows.cli import app
-
-    try:
-        code = app(arguments, standalone_mode=False)  # click returns the exit code instead of raising here
-    except SystemExit as exit_:
-        code = exit_.code
-    if code not in (0, None):
-        console.print(f"[red]demo stopped:[/] 'defectflow {' '.join(arguments)}' exited with code {code}")
-        raise SystemExit(code)
 
 
 #: Setting that holds each model's absolute floor for a first champion.
@@ -50,7 +39,7 @@ def _promote(model: str, options: list[str]) -> None:
     from storage.registry import CHAMPION, alias_version
     from storage.settings import load_settings
 
-    _run_cli(["promote", "--model", model, *options])
+    invoke(["promote", "--model", model, *options])
     if alias_version(load_settings(), model, CHAMPION) is not None:
         return
     console.print(
@@ -60,7 +49,7 @@ def _promote(model: str, options: list[str]) -> None:
         "pass the gate."
     )
     os.environ[_FLOORS[model]] = "0"
-    _run_cli(["promote", "--model", model, *options])
+    invoke(["promote", "--model", model, *options])
 
 
 def main() -> None:
@@ -80,15 +69,13 @@ def main() -> None:
 
     _step("1/7 synthetic shift and training sets")
     if not (shift_dir / "labels.csv").is_file():
-        _run_cli(
-            ["synth", "shift", str(shift_dir), "--images", str(args.frames), "--defect-rate", "0.25", "--seed", "7"]
-        )
+        invoke(["synth", "shift", str(shift_dir), "--images", str(args.frames), "--defect-rate", "0.25", "--seed", "7"])
     if not (train_dir / "mvtec" / "train" / "good").is_dir():
-        _run_cli(["synth", "dataset", str(train_dir), "--train-good", "160", "--test-good", "30", "--test-defect", "6"])
+        invoke(["synth", "dataset", str(train_dir), "--train-good", "160", "--test-good", "30", "--test-defect", "6"])
     home_option = ["--home", str(home)]
 
     _step("2/7 train the segmenter (resnet18, 256 px, random init)")
-    _run_cli(
+    invoke(
         [
             "train",
             "segmenter",
@@ -106,7 +93,7 @@ def main() -> None:
         ]
     )
     _step("3/7 train the detector (resnet18 teacher, 128 px, random init)")
-    _run_cli(
+    invoke(
         [
             "train",
             "detector",
@@ -127,10 +114,10 @@ def main() -> None:
     _promote("segmenter", ["--eval-data", str(train_dir / "segmentation"), *home_option])
     _promote("detector", ["--eval-data", str(train_dir / "mvtec"), *home_option])
     _step("5/7 ingest the shift")
-    _run_cli(["ingest", str(shift_dir / "frames"), "--shift", "shift-demo", *home_option])
+    invoke(["ingest", str(shift_dir / "frames"), "--shift", "shift-demo", *home_option])
     _step("6/7 score it on a local Dask cluster")
     score_start = time.perf_counter()
-    _run_cli(["score", "--shift", "shift-demo", *home_option])
+    invoke(["score", "--shift", "shift-demo", *home_option])
     score_seconds = time.perf_counter() - score_start
 
     _step("7/7 summary")

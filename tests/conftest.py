@@ -36,6 +36,17 @@ def prefect_api() -> Iterator[str]:
 
 
 @pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """One intra-op thread: on a busy shared machine two OpenMP threads spin and run many times slower."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture
 def home(tmp_path: Path) -> Path:
     """A fresh, empty workspace."""
     path = tmp_path / "home"

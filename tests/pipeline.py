@@ -6,8 +6,12 @@ Everything is real (Prefect flows, MLflow SQLite registry, zarr, Dask LocalClust
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
+from PIL import Image
 
 from flows.ingest import ingest_shift
 from flows.promotion import promote
@@ -56,7 +60,12 @@ def train_small_models(home: Path, data: Path, seed: int = 0) -> tuple[dict, dic
         seed=seed,
         max_minutes=1.0,
     )
-    detector = train_detector_flow(
+    return segmenter, train_small_detector(home, data, seed)
+
+
+def train_small_detector(home: Path, data: Path, seed: int = 0) -> dict:
+    """The small detector of the pipeline tests, through its real flow (registers a challenger)."""
+    return train_detector_flow(
         data=str(data / "mvtec"),
         home=str(home),
         backbone="resnet18",
@@ -66,7 +75,23 @@ def train_small_models(home: Path, data: Path, seed: int = 0) -> tuple[dict, dic
         seed=seed,
         max_minutes=0.5,
     )
-    return segmenter, detector
+
+
+def ingest_copy(
+    ws: Workspace, shift: str, frames: int | None = None, extra: dict[str, np.ndarray] | None = None
+) -> Path:
+    """Ingest (the first ``frames`` of) the test shift's frames, plus ``extra`` images, as a new shift of its own.
+
+    Tests that score or retrain work on their own shift: the session's ``SHIFT`` belongs to the scoring tests.
+    """
+    source = ws.home.parent / f"src-{shift}"
+    source.mkdir()
+    for path in sorted((ws.shift_dir / "frames").glob("*.png"))[:frames]:
+        shutil.copy2(path, source / path.name)
+    for name, pixels in (extra or {}).items():
+        Image.fromarray(pixels).save(source / name)
+    ingest_shift.with_options(task_runner=runner(ws.home))(source=str(source), shift_id=shift, home=str(ws.home))
+    return source
 
 
 def build_workspace(root: Path) -> Workspace:

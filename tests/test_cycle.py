@@ -24,14 +24,14 @@ from flows.cli import app
 from flows.ingest import ingest_shift
 from flows.promotion import promote
 from flows.scoring import nightly_scoring
-from flows.training import train_detector_flow, train_segmenter_flow
+from flows.training import train_segmenter_flow
 from storage.registry import CHALLENGER, CHAMPION, PREVIOUS, alias_version, list_versions, version_tags
 from storage.settings import load_settings
 from storage.tables import read_scores
 from storage.tracking import EXPERIMENT_PROMOTION
 from synth.dataset import generate_dataset
 from synth.shift import generate_shift
-from tests.pipeline import runner
+from tests.pipeline import runner, train_small_detector
 
 SHIFT = "after-rollback"
 
@@ -109,16 +109,7 @@ def cycle(tmp_path_factory: pytest.TempPathFactory, prefect_api: str) -> dict[st
 
         # A detector champion for the scoring run (first promotion: its floor is relaxed, a tiny detector is noisy).
         env.setenv("DEFECTFLOW_FLOOR_IMAGE_AUROC", "0")
-        story["detector"] = train_detector_flow(
-            data=str(data / "mvtec"),
-            home=str(home),
-            backbone="resnet18",
-            image_size=128,
-            epochs=2,
-            batch_size=8,
-            seed=0,
-            max_minutes=0.5,
-        )["version"]
+        story["detector"] = train_small_detector(home, data)["version"]
         story["detector_promotion"] = promote(model="detector", home=str(home), eval_data=str(data / "mvtec"))
         lap("detector")
 

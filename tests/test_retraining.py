@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
-from flows.ingest import ingest_shift
 from flows.retraining import confidently_normal, retrain
 from flows.scoring import nightly_scoring
 from flows.training import DataError
 from storage.registry import CHALLENGER, alias_version, version_tags
 from storage.settings import load_settings
 from storage.tables import read_scores
-from tests.pipeline import Workspace, runner
+from tests.pipeline import Workspace, ingest_copy, runner
 
 SHIFT_FOR_RETRAIN = "retrain-source"
 
@@ -31,20 +29,14 @@ def _retrain(workspace: Workspace, **kwargs) -> dict:
     )
 
 
-def _scored_copy(workspace: Workspace, shift: str, source: Path, frames: int | None = None) -> None:
-    """Ingest and score (some of) the test shift's frames under their own id: other modules own ``SHIFT``."""
-    source.mkdir()
-    for path in sorted((workspace.shift_dir / "frames").glob("*.png"))[:frames]:
-        shutil.copy2(path, source / path.name)
-    ingest_shift.with_options(task_runner=runner(workspace.home))(
-        source=str(source), shift_id=shift, home=str(workspace.home)
-    )
+def _scored_copy(workspace: Workspace, shift: str, frames: int | None = None) -> None:
+    ingest_copy(workspace, shift, frames=frames)
     nightly_scoring.with_options(task_runner=runner(workspace.home))(shift_id=shift, home=str(workspace.home))
 
 
 def test_retrain_trains_on_confidently_normal_frames_and_records_lineage(workspace: Workspace, tmp_path: Path) -> None:
     settings = load_settings(workspace.home)
-    _scored_copy(workspace, SHIFT_FOR_RETRAIN, tmp_path / "frames")
+    _scored_copy(workspace, SHIFT_FOR_RETRAIN)
     scores = read_scores(settings.results_dir(SHIFT_FOR_RETRAIN))
     curated = workspace.mvtec / "train" / "good"
     result = _retrain(workspace, shifts=[SHIFT_FOR_RETRAIN], good_dir=str(curated))
@@ -74,7 +66,7 @@ def test_retrain_refuses_a_shift_that_was_never_scored(workspace: Workspace) -> 
 
 
 def test_retrain_without_enough_images_says_what_to_do(workspace: Workspace, tmp_path: Path) -> None:
-    _scored_copy(workspace, "two-frames", tmp_path / "two-frames", frames=2)
+    _scored_copy(workspace, "two-frames", frames=2)
     empty = tmp_path / "empty-curated-folder"
     empty.mkdir()
     with pytest.raises(DataError, match=r"only [0-2] training images .* --good-dir"):

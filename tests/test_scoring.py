@@ -19,7 +19,6 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from flows.cli import app
-from flows.ingest import ingest_shift
 from flows.scoring import nightly_scoring
 from storage.frame_store import FrameStore
 from storage.registry import CHAMPION, alias_version
@@ -29,15 +28,7 @@ from synth.frame import render_empty_belt
 from tasks import model_cache
 from tasks.model_cache import ModelRef
 from tasks.score_frames import score_frames
-from tests.pipeline import SHIFT, Workspace, runner
-
-
-def _ingest_copy(ws: Workspace, shift: str, extra: dict[str, np.ndarray] | None = None) -> None:
-    source = ws.home.parent / f"src-{shift}"
-    shutil.copytree(ws.shift_dir / "frames", source)
-    for name, pixels in (extra or {}).items():
-        Image.fromarray(pixels).save(source / name)
-    ingest_shift.with_options(task_runner=runner(ws.home))(source=str(source), shift_id=shift, home=str(ws.home))
+from tests.pipeline import SHIFT, Workspace, ingest_copy, runner
 
 
 def _score(ws: Workspace, shift: str, **kwargs) -> dict:
@@ -153,7 +144,7 @@ def test_report_renders_in_headless_chromium(workspace: Workspace, scored: dict,
 
 
 def test_rerun_scores_only_unscored_frames_unless_rescore(workspace: Workspace) -> None:
-    _ingest_copy(workspace, "rerun")
+    ingest_copy(workspace, "rerun")
     first = _score(workspace, "rerun", batch_size=4)
     again = _score(workspace, "rerun", batch_size=4)
     assert first["scored_this_run"] == first["frames"] and again["scored_this_run"] == 0
@@ -162,7 +153,7 @@ def test_rerun_scores_only_unscored_frames_unless_rescore(workspace: Workspace) 
 
 
 def test_bad_frames_get_a_status_and_do_not_stop_the_others(workspace: Workspace) -> None:
-    _ingest_copy(workspace, "bad", extra={"empty_belt.png": render_empty_belt((384, 512), (5, 0))})
+    ingest_copy(workspace, "bad", extra={"empty_belt.png": render_empty_belt((384, 512), (5, 0))})
     settings = load_settings(workspace.home)
     manifest = read_manifest(settings.results_dir("bad")).set_index("source_path")
     broken = manifest.loc["frame_00001.png", "image_id"]
@@ -196,7 +187,7 @@ def _segmenter_that_finds_nothing(workspace: Workspace, directory: Path) -> Path
 
 
 def test_frames_without_a_component_are_reported_not_scored(workspace: Workspace, tmp_path: Path) -> None:
-    _ingest_copy(workspace, "empty")
+    ingest_copy(workspace, "empty")
     segmenter = _segmenter_that_finds_nothing(workspace, tmp_path / "background-only")
     summary = _score(workspace, "empty", segmenter=str(segmenter))
     settings = load_settings(workspace.home)
@@ -210,7 +201,7 @@ def test_frames_without_a_component_are_reported_not_scored(workspace: Workspace
 
 
 def test_one_stage_scores_whole_frames(workspace: Workspace) -> None:
-    _ingest_copy(workspace, "onestage")
+    ingest_copy(workspace, "onestage")
     summary = _score(workspace, "onestage", one_stage=True)
     scores = read_scores(load_settings(workspace.home).results_dir("onestage"))
     assert (scores["status"] == "scored").all()
@@ -220,7 +211,7 @@ def test_one_stage_scores_whole_frames(workspace: Workspace) -> None:
 
 
 def test_a_killed_worker_loses_no_finished_work(workspace: Workspace) -> None:
-    _ingest_copy(workspace, "killed")
+    ingest_copy(workspace, "killed")
     killed: list[int] = []
 
     def kill_one_worker() -> None:

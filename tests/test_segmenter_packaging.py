@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,13 +15,7 @@ from models.segmentation.config import SegmenterConfig
 TINY = {"amam_channels": 16, "decoder_channels": (16, 16, 8, 8), "head_channels": 8}
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """One intra-op thread: on a busy shared machine two OpenMP threads spin and run many times slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_package_round_trip_gives_identical_outputs(tmp_path: Path) -> None:

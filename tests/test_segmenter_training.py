@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +19,7 @@ from models.segmentation.training import train_segmenter
 TINY = {"amam_channels": 16, "decoder_channels": (32, 24, 16, 16), "head_channels": 8, "input_long_side": 64}
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """One intra-op thread: on a busy shared machine two OpenMP threads spin and run many times slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_shapes_dataset(root: Path, count: int = 16, size: int = 64, seed: int = 0) -> Path:
