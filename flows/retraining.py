@@ -47,7 +47,7 @@ def select_shifts(settings: Settings, shifts: list[str] | None, since_days: int 
         return chosen
     cutoff = datetime.now(timezone.utc) - timedelta(days=since_days or 7)
     chosen = []
-    for path in sorted(settings.results_root.glob("*/scores.parquet")):
+    for path in sorted(settings.results_root.glob(f"*/{SCORES_FILE}")):
         if datetime.fromtimestamp(path.stat().st_mtime, timezone.utc) >= cutoff:
             chosen.append(path.parent.name)
     return chosen

@@ -37,13 +37,11 @@ def prefect_api() -> Iterator[str]:
 
 @pytest.fixture
 def one_torch_thread() -> Iterator[None]:
-    """One intra-op thread: on a busy shared machine two OpenMP threads spin and run many times slower."""
-    import torch
+    """One intra-op thread for the test (see :mod:`tests.threads`)."""
+    from tests.threads import one_torch_thread as single_thread
 
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+    with single_thread():
+        yield
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from models.detector.inference import score_crops
 from models.detector.package import load_detector, save_detector
 from models.detector.toy_data import make_toy_dataset
 from models.detector.training import DetectorTrainResult, train_detector
+from tests.threads import one_torch_thread
 
 # Deep random teacher: on the toy blobs it beats timm's shallow one (the synthetic parts showed the opposite).
 TINY = {
@@ -36,9 +37,7 @@ def toy_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def trained(toy_root: Path) -> tuple[DetectorTrainResult, float, list[dict]]:
     epochs: list[dict] = []
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # one thread is never badly slowed by other jobs on a shared machine
-    try:
+    with one_torch_thread():
         start = time.perf_counter()
         result = train_detector(
             DetectorConfig.small(image_size=64, **TINY),
@@ -51,8 +50,6 @@ def trained(toy_root: Path) -> tuple[DetectorTrainResult, float, list[dict]]:
             on_epoch=epochs.append,
         )
         seconds = time.perf_counter() - start
-    finally:
-        torch.set_num_threads(threads)
     return result, seconds, epochs
 
 

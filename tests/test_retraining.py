@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from flows.retraining import confidently_normal, retrain
+from flows.retraining import confidently_normal, retrain, select_shifts
 from flows.scoring import nightly_scoring
 from flows.training import DataError
 from storage.registry import CHALLENGER, alias_version, version_tags
 from storage.settings import load_settings
-from storage.tables import read_scores
+from storage.tables import SCORE_COLUMNS, read_scores, write_scores
 from tests.pipeline import Workspace, ingest_copy, runner
 
 SHIFT_FOR_RETRAIN = "retrain-source"
@@ -71,3 +74,15 @@ def test_retrain_without_enough_images_says_what_to_do(workspace: Workspace, tmp
     empty.mkdir()
     with pytest.raises(DataError, match=r"only [0-2] training images .* --good-dir"):
         _retrain(workspace, shifts=["two-frames"], good_dir=str(empty))
+
+
+def test_without_named_shifts_the_recently_scored_ones_are_used(tmp_path: Path) -> None:
+    settings = load_settings(tmp_path / "home").ensure()
+    for shift in ("last-week", "last-month", "ingested-only"):
+        settings.results_dir(shift).mkdir(parents=True)
+    write_scores(settings.results_dir("last-week"), pd.DataFrame(columns=SCORE_COLUMNS))
+    old = write_scores(settings.results_dir("last-month"), pd.DataFrame(columns=SCORE_COLUMNS))
+    month_ago = time.time() - 30 * 86400
+    os.utime(old, (month_ago, month_ago))
+    assert select_shifts(settings, None, since_days=7) == ["last-week"]
+    assert select_shifts(settings, None, since_days=60) == ["last-month", "last-week"]
