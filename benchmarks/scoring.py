@@ -21,9 +21,30 @@ from benchmarks.memory import PeakMemory
 from flows.batching import batches
 from flows.runtime import dask_task_runner, local_worker_count, prefect_api
 from flows.scoring import DEFAULT_DETECTOR, DEFAULT_SEGMENTER, nightly_scoring, pin_model
-from storage.settings import load_settings
+from storage.settings import Settings, load_settings
 from storage.tables import read_manifest
+from tasks.model_cache import ModelRef
 from tasks.score_frames import score_frames
+
+
+def time_bare_scoring(
+    settings: Settings,
+    shift_id: str,
+    ids: list[str],
+    segmenter: ModelRef | None,
+    detector: ModelRef,
+    batch_size: int,
+) -> float:
+    """Seconds of the bare per-batch computation over ``ids`` in this process, models loaded before the clock.
+
+    Part tables go to a scratch folder that is removed afterwards; the heatmaps land in the shift's store.
+    """
+    with tempfile.TemporaryDirectory(prefix="bare-scores-") as scratch:
+        score_frames.fn(str(settings.store_path), scratch, shift_id, ids[:1], segmenter, detector)  # load models
+        start = time.perf_counter()
+        for chunk in batches(ids, batch_size):
+            score_frames.fn(str(settings.store_path), scratch, shift_id, chunk, segmenter, detector)
+        return time.perf_counter() - start
 
 
 def main() -> None:
@@ -49,13 +70,8 @@ def main() -> None:
         )
         flow_seconds = time.perf_counter() - start
 
-    scratch = tempfile.mkdtemp(prefix="bare-scores-")
-    score_frames.fn(str(settings.store_path), scratch, args.shift, ids[:1], segmenter, detector)  # load models once
     with PeakMemory() as bare_memory:
-        start = time.perf_counter()
-        for chunk in batches(ids, args.batch_size):
-            score_frames.fn(str(settings.store_path), scratch, args.shift, chunk, segmenter, detector)
-        bare_seconds = time.perf_counter() - start
+        bare_seconds = time_bare_scoring(settings, args.shift, ids, segmenter, detector, args.batch_size)
 
     n = len(ids)
     print(f"\nscoring benchmark: {n} frames of shift {args.shift}, batch {args.batch_size}, {workers} workers (CPU)")

@@ -69,7 +69,6 @@ import platform
 import shlex
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -322,27 +321,21 @@ class Pipeline:
 
 
 def time_bare(pipeline: Pipeline, batch_size: int) -> float:
-    """Seconds of the bare per-batch computation over the shift, models loaded before the clock starts.
+    """Seconds of the bare per-batch computation over the shift (benchmarks.scoring's bare path).
 
-    Part tables go to a scratch folder; the heatmaps it writes are overwritten by the flow that runs next.
+    The heatmaps it writes are overwritten by the flow that runs next.
     """
-    from flows.batching import batches
+    from benchmarks.scoring import time_bare_scoring
     from flows.scoring import pin_model
     from storage.settings import load_settings
     from storage.tables import read_manifest
-    from tasks.score_frames import score_frames
 
     settings = load_settings()
     manifest = read_manifest(settings.results_dir(pipeline.shift_id))
     ids = sorted(manifest.loc[manifest["status"] == "ingested", "image_id"])
     segmenter = pin_model(settings, pipeline.segmenter, "segmenter") if pipeline.segmenter else None
     detector = pin_model(settings, pipeline.detector, "detector")
-    with tempfile.TemporaryDirectory(prefix="tvo-bare-") as scratch:
-        score_frames.fn(str(settings.store_path), scratch, pipeline.shift_id, ids[:1], segmenter, detector)
-        start = time.perf_counter()
-        for chunk in batches(ids, batch_size):
-            score_frames.fn(str(settings.store_path), scratch, pipeline.shift_id, chunk, segmenter, detector)
-        return time.perf_counter() - start
+    return time_bare_scoring(settings, pipeline.shift_id, ids, segmenter, detector, batch_size)
 
 
 def score_with_flow(pipeline: Pipeline, args: argparse.Namespace) -> None:
