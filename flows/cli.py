@@ -19,6 +19,8 @@ from rich.console import Console
 from rich.table import Table
 
 from flows.progress import enable_progress
+from models.detector.recipes import RECOMMENDED_BACKBONE
+from models.weight_sources import PRETRAINED, RANDOM_INIT
 
 app = typer.Typer(
     name="defectflow",
@@ -54,6 +56,16 @@ WorkersOption = Annotated[
     typer.Option("--workers", min=1, help="LocalCluster worker processes (default: cores / 2, >= 2)."),
 ]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's and Dask's INFO logs.")]
+_WEIGHTS_HELP = (
+    "'pretrained' (default): {setting}, then DEFECTFLOW_WEIGHTS_DIR/<backbone>.pth, then timm's cache or hub; "
+    "'timm'; a state-dict PATH; or 'none' (random initialisation: no pretrained features)."
+)
+TeacherWeightsOption = Annotated[
+    str, typer.Option("--teacher-weights", help=_WEIGHTS_HELP.format(setting="DEFECTFLOW_TEACHER_WEIGHTS"))
+]
+EncoderWeightsOption = Annotated[
+    str, typer.Option("--encoder-weights", help=_WEIGHTS_HELP.format(setting="DEFECTFLOW_ENCODER_WEIGHTS"))
+]
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -236,11 +248,46 @@ def ingest(
 def _known_errors() -> tuple[type[Exception], ...]:
     from flows.scoring import NothingToScore
     from flows.training import DataError
+    from models.divergence_guard import TrainingDivergedError
+    from models.weight_sources import WeightsUnavailableError
     from storage.ids import InvalidShiftId
     from storage.registry import ModelNotFound
     from storage.settings import SettingsError
 
-    return (DataError, ModelNotFound, NothingToScore, InvalidShiftId, SettingsError, FileNotFoundError)
+    return (
+        DataError,
+        ModelNotFound,
+        NothingToScore,
+        InvalidShiftId,
+        SettingsError,
+        FileNotFoundError,
+        WeightsUnavailableError,
+        TrainingDivergedError,
+    )
+
+
+def resolve_weights_first(home: Path | None, role: str, backbone: str, requested: str) -> str:
+    """Resolve a weights request before any work starts: exit 2 with the ways out when nothing can deliver.
+
+    Also checks that a weights file fits the backbone, so that a wrong or damaged file fails here, naming the file.
+    """
+    from storage.settings import load_settings
+    from tasks.backbone_weights import check_weights_fit, resolve_backbone_weights
+
+    resolved = guarded(lambda: resolve_backbone_weights(load_settings(home), role, backbone, requested))
+    try:
+        check_weights_fit(role, backbone, resolved)
+    except ValueError as error:
+        raise fail(str(error)) from error
+    if resolved == RANDOM_INIT:
+        flag = "--teacher-weights" if role == "teacher" else "--encoder-weights"
+        console.print(
+            f"[yellow]note:[/] the {role} ({backbone}) is randomly initialised ({flag} none): no pretrained "
+            "features; expect far weaker models than with ImageNet weights."
+        )
+    else:
+        console.print(f"{role} weights: {resolved if resolved != 'timm' else 'timm (cache or hub)'}")
+    return resolved
 
 
 def check_model(home: Path | None, uri: str, kind: str) -> None:
@@ -281,7 +328,7 @@ def train_segmenter_command(
     batch_size: Annotated[int, typer.Option("--batch-size", min=2)] = 8,
     label_fraction: Annotated[float, typer.Option("--label-fraction", min=0.0, max=1.0)] = 1.0,
     seed: Annotated[int, typer.Option("--seed")] = 0,
-    encoder_weights: Annotated[str, typer.Option("--encoder-weights", help="PATH, 'timm' or 'none'.")] = "none",
+    encoder_weights: EncoderWeightsOption = PRETRAINED,
     max_minutes: Annotated[float | None, typer.Option("--max-minutes", help="Wall-clock training budget.")] = None,
     home: HomeOption = None,
     verbose: VerboseOption = False,
@@ -292,6 +339,7 @@ def train_segmenter_command(
     _configure_logging(verbose)
     if not 0.0 < label_fraction <= 1.0:
         raise fail("--label-fraction must be in (0, 1], e.g. 0.1 for a tenth of the masks")
+    encoder_weights = resolve_weights_first(home, "encoder", backbone, encoder_weights)
     result = guarded(
         lambda: run_local_flow(
             train_segmenter_flow,
@@ -307,8 +355,6 @@ def train_segmenter_command(
             max_minutes=max_minutes,
         )
     )
-    if not result["encoder_pretrained"]:
-        console.print("[yellow]note:[/] the encoder was randomly initialised (--encoder-weights none).")
     _print_metrics(
         f"segmenter v{result['version']} registered as segmenter@challenger",
         result,
@@ -320,25 +366,36 @@ def train_segmenter_command(
 def train_detector_command(
     data: Annotated[Path, typer.Option("--data", help="MVTec AD layout folder (train/good, test/, ground_truth/).")],
     backbone: Annotated[
-        str, typer.Option("--backbone", help="wide_resnet50_2 (paper) or resnet18 (small runs).")
-    ] = "wide_resnet50_2",
-    image_size: Annotated[int, typer.Option("--image-size", min=64, help="Square input side, multiple of 32.")] = 256,
-    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 200,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=2)] = 16,
+        str,
+        typer.Option(
+            "--backbone",
+            help="Teacher (timm name): mobilenetv2_100 (recommended on CPU), wide_resnet50_2 (paper), resnet18...",
+        ),
+    ] = RECOMMENDED_BACKBONE,
+    image_size: Annotated[
+        int | None, typer.Option("--image-size", min=64, help="Square input side, multiple of 32 [default: recipe].")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="[default: the recipe's]")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", min=2, help="[default: the recipe's]")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
-    teacher_weights: Annotated[str, typer.Option("--teacher-weights", help="PATH, 'timm' or 'none'.")] = "none",
+    teacher_weights: TeacherWeightsOption = PRETRAINED,
     max_minutes: Annotated[float | None, typer.Option("--max-minutes", help="Wall-clock training budget.")] = None,
     lr: Annotated[
-        float | None,
-        typer.Option("--lr", min=0.0, help="Adam learning rate (default: 0.005 as RD4AD; 0.001 for resnet18/34)."),
+        float | None, typer.Option("--lr", min=0.0, help="Adam learning rate [default: the backbone's recipe].")
     ] = None,
     home: HomeOption = None,
     verbose: VerboseOption = False,
 ) -> None:
-    """Train the reverse-distillation detector (Prefect flow ``train_detector``)."""
+    """Train the reverse-distillation detector (Prefect flow ``train_detector``).
+
+    Settings not given come from the backbone family's recipe (models/detector/recipes.py, docs/detector.md).
+    """
     from flows.training import train_detector_flow
+    from models.detector.recipes import recipe_for
 
     _configure_logging(verbose)
+    guarded(lambda: _known_recipe(recipe_for, backbone))
+    teacher_weights = resolve_weights_first(home, "teacher", backbone, teacher_weights)
     result = guarded(
         lambda: run_local_flow(
             train_detector_flow,
@@ -354,13 +411,23 @@ def train_detector_command(
             lr=lr,
         )
     )
-    if not result["teacher_pretrained"]:
-        console.print("[yellow]note:[/] the teacher was randomly initialised (--teacher-weights none).")
+    if result.get("nonfinite_recoveries"):
+        console.print(
+            f"[yellow]note:[/] training met non-finite values {result['nonfinite_recoveries']} time(s) and recovered "
+            "(restored the last finite weights, lowered the learning rate); the MLflow run has the record."
+        )
     _print_metrics(
         f"detector v{result['version']} registered as detector@challenger",
         result,
         ["image_auroc", "pixel_auroc", "aupro", "image_f1_max", "pixel_f1_max", "epochs_completed", "run_id"],
     )
+
+
+def _known_recipe(recipe_for: Any, backbone: str) -> None:
+    try:
+        recipe_for(backbone)
+    except ValueError as error:
+        raise fail(str(error)) from error
 
 
 @evaluate_app.command("segmenter")
@@ -545,16 +612,15 @@ def retrain(
     good_dir: Annotated[Path | None, typer.Option("--good-dir", help="Curated folder of good parts.")] = None,
     eval_data: Annotated[Path | None, typer.Option("--eval-data", help="Fixed evaluation set.")] = None,
     seg_data: Annotated[Path | None, typer.Option("--seg-data", help="Also retrain the segmenter on this.")] = None,
-    backbone: Annotated[str, typer.Option("--backbone")] = "wide_resnet50_2",
-    image_size: Annotated[int, typer.Option("--image-size", min=64)] = 256,
-    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 200,
+    backbone: Annotated[str, typer.Option("--backbone", help="Detector teacher (timm name).")] = RECOMMENDED_BACKBONE,
+    image_size: Annotated[int | None, typer.Option("--image-size", min=64, help="[default: the recipe's]")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="[default: the recipe's]")] = None,
     max_minutes: Annotated[float | None, typer.Option("--max-minutes")] = None,
-    teacher_weights: Annotated[
-        str, typer.Option("--teacher-weights", help="Detector teacher: PATH, 'timm' or 'none'.")
-    ] = "none",
-    encoder_weights: Annotated[
-        str, typer.Option("--encoder-weights", help="Segmenter encoder (with --seg-data): PATH, 'timm' or 'none'.")
-    ] = "none",
+    seg_backbone: Annotated[str, typer.Option("--seg-backbone", help="Segmenter encoder (with --seg-data).")] = (
+        "resnet50"
+    ),
+    teacher_weights: TeacherWeightsOption = PRETRAINED,
+    encoder_weights: EncoderWeightsOption = PRETRAINED,
     dask_address: DaskAddressOption = None,
     workers: WorkersOption = None,
     home: HomeOption = None,
@@ -566,6 +632,12 @@ def retrain(
 
     _configure_logging(verbose)
     settings = guarded(lambda: load_settings(home))
+    from models.detector.recipes import recipe_for
+
+    guarded(lambda: _known_recipe(recipe_for, backbone))
+    teacher_weights = resolve_weights_first(home, "teacher", backbone, teacher_weights)
+    if seg_data:
+        encoder_weights = resolve_weights_first(home, "encoder", seg_backbone, encoder_weights)
     result = guarded(
         lambda: run_flow(
             retrain_flow,
@@ -582,6 +654,7 @@ def retrain(
             image_size=image_size,
             epochs=epochs,
             max_minutes=max_minutes,
+            seg_backbone=seg_backbone,
             teacher_weights=teacher_weights,
             encoder_weights=encoder_weights,
         )
@@ -602,11 +675,11 @@ def models(home: HomeOption = None) -> None:
 
     settings = guarded(lambda: load_settings(home))
     table = Table(title=f"registry at {settings.tracking_uri}", title_justify="left")
-    for column in ("model", "version", "aliases", "run"):
+    for column in ("model", "version", "aliases", "run", "backbone weights"):
         table.add_column(column)
     for name in ("segmenter", "detector"):
         for row in list_versions(settings, name):
-            table.add_row(name, row["version"], ", ".join(row["aliases"]), row["run_id"])
+            table.add_row(name, row["version"], ", ".join(row["aliases"]), row["run_id"], row["weights"])
     console.print(table)
 
 

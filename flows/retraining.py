@@ -22,6 +22,8 @@ from flows.promotion import evaluation_set
 from flows.runtime import default_task_runner
 from flows.scoring import DEFAULT_SEGMENTER, pin_model
 from flows.training import DataError, require_dir
+from models.detector.recipes import RECOMMENDED_BACKBONE
+from models.weight_sources import PRETRAINED
 from storage.frame_files import IMAGE_SUFFIXES
 from storage.ids import validate_shift_id
 from storage.settings import Settings, load_settings
@@ -73,17 +75,17 @@ def retrain(
     eval_data: str | None = None,
     seg_data: str | None = None,
     segmenter: str = DEFAULT_SEGMENTER,
-    backbone: str = "wide_resnet50_2",
-    image_size: int = 256,
-    epochs: int = 200,
+    backbone: str = RECOMMENDED_BACKBONE,
+    image_size: int | None = None,
+    epochs: int | None = None,
     max_minutes: float | None = None,
     seg_backbone: str = "resnet50",
     seg_image_size: int = 512,
     seg_epochs: int = 30,
     seed: int = 0,
     batch_size: int = 8,
-    teacher_weights: str = "none",
-    encoder_weights: str = "none",
+    teacher_weights: str = PRETRAINED,
+    encoder_weights: str = PRETRAINED,
 ) -> dict[str, Any]:
     """Build a training set from recent shifts, train, evaluate on the fixed set, register as challenger.
 
@@ -95,11 +97,12 @@ def retrain(
         eval_data: Fixed evaluation set (MVTec AD layout); default ``DEFECTFLOW_EVAL_DATA``.
         seg_data: When given, the segmenter is retrained on this folder (``images/``, ``masks/``) too.
         segmenter: The segmenter that crops the frames (default the champion).
-        backbone, image_size, epochs, max_minutes: Detector training.
+        backbone, image_size, epochs, max_minutes: Detector training (``None``: the backbone's recipe).
         seg_backbone, seg_image_size, seg_epochs: Segmenter training (with ``seg_data``).
         seed: Training seed.
         batch_size: Frames per crop-extraction task.
-        teacher_weights: Detector teacher weights: ``"timm"``, a state-dict path, or ``"none"`` (random: say so).
+        teacher_weights: Detector teacher weights: ``"pretrained"`` (the weights settings, then timm), ``"timm"``,
+            a state-dict path, or ``"none"`` (random: the run says so).
         encoder_weights: Segmenter encoder weights (with ``seg_data``), same choices.
     """
     logger = get_run_logger()

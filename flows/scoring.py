@@ -21,7 +21,7 @@ from flows.progress import track_futures
 from flows.runtime import default_task_runner
 from storage.frame_store import FrameStore
 from storage.ids import validate_shift_id
-from storage.registry import resolve_model
+from storage.registry import resolve_model, version_weights
 from storage.report import write_report
 from storage.settings import Settings, load_settings
 from storage.tables import SCORE_COLUMNS, read_manifest, read_scores, write_scores
@@ -242,6 +242,8 @@ def nightly_scoring(
         {
             "segmenter": refs[0].uri if refs[0] else "none (one-stage)",
             "detector": refs[1].uri,
+            **({"segmenter weights": version_weights(settings, "segmenter", refs[0].version)} if refs[0] else {}),
+            "detector weights": version_weights(settings, "detector", refs[1].version),
             "MLflow run": run_id,
         },
     )

@@ -10,6 +10,8 @@ from typing import Any
 
 from prefect import flow
 
+from models.detector.recipes import RECOMMENDED_BACKBONE
+from models.weight_sources import PRETRAINED
 from storage.settings import load_settings
 from tasks.train_detector import train_detector_task
 from tasks.train_segmenter import train_segmenter_task
@@ -43,7 +45,7 @@ def train_segmenter_flow(
     batch_size: int = 8,
     label_fraction: float = 1.0,
     seed: int = 0,
-    encoder_weights: str = "none",
+    encoder_weights: str = PRETRAINED,
     max_minutes: float | None = None,
 ) -> dict[str, Any]:
     """Train the AMAM U-Net on ``data`` (``images/``, ``masks/``) and register it as ``segmenter@challenger``."""
@@ -67,18 +69,18 @@ def train_segmenter_flow(
 def train_detector_flow(
     data: str,
     home: str | None = None,
-    backbone: str = "wide_resnet50_2",
-    image_size: int = 256,
-    epochs: int = 200,
-    batch_size: int = 16,
+    backbone: str = RECOMMENDED_BACKBONE,
+    image_size: int | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
     seed: int = 0,
-    teacher_weights: str = "none",
+    teacher_weights: str = PRETRAINED,
     max_minutes: float | None = None,
     lr: float | None = None,
 ) -> dict[str, Any]:
     """Train the reverse-distillation detector on ``data/train/good`` and register it as ``detector@challenger``.
 
-    ``lr`` ``None`` takes the backbone's recommended rate (RD4AD's 0.005, 0.001 for the small configuration).
+    Settings left ``None`` come from the backbone family's recipe (:mod:`models.detector.recipes`).
     """
     folder = require_dir(data, ["train/good"], "MVTec-layout")
     settings = load_settings(home).ensure()

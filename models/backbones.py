@@ -5,6 +5,9 @@ Weights come from one of three places, chosen explicitly by the user so that not
 * ``"timm"``: timm's pretrained weights (its cache, or a download where the machine can reach the hub);
 * a path to a local file holding a state dict (a timm or torchvision checkpoint of the same architecture);
 * ``"none"``: random initialisation, reported as such in the returned :class:`WeightsInfo`.
+
+The default request, ``"pretrained"``, is turned into one of these by :func:`models.weight_sources.resolve_weights`
+before a backbone is built.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +24,9 @@ import timm
 import torch
 from torch import nn
 
-logger = logging.getLogger(__name__)
+from models.weight_sources import RANDOM_INIT, TIMM_PRETRAINED, timm_cached_file
 
-RANDOM_INIT = "none"
-TIMM_PRETRAINED = "timm"
+logger = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -109,7 +112,19 @@ def load_weights_file(model: nn.Module, path: str | Path) -> WeightsInfo:
             f"weights file {path} does not exist. Pass an existing state-dict file, 'timm' for timm's pretrained "
             "weights, or 'none' for random initialisation."
         )
-    raw = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise ValueError(
+            f"{path} is not a plain state dict: loading it with weights_only=True was refused because it holds "
+            "pickled objects other than tensors. Re-save it with torch.save(model.state_dict(), PATH) from a "
+            "trusted environment."
+        ) from error
+    except (RuntimeError, EOFError, OSError) as error:
+        raise ValueError(
+            f"{path} could not be read as a PyTorch file ({type(error).__name__}: {str(error)[:200]}); it may be "
+            "truncated or damaged. Copy it again and check its sha256 against the source."
+        ) from error
     source = _extract_state_dict(raw, path)
     target = model.state_dict()
     usable: dict[str, torch.Tensor] = {}
@@ -162,6 +177,9 @@ def create_feature_extractor(
         RuntimeError: When ``"timm"`` is asked for and the weights are neither cached nor downloadable.
     """
     if weights == TIMM_PRETRAINED:
+        cached = timm_cached_file(name)
+        if cached is not None:  # no network call when timm's cache already holds the weights
+            timm_kwargs = {**timm_kwargs, "pretrained_cfg_overlay": {"file": str(cached)}}
         try:
             model = timm.create_model(name, pretrained=True, features_only=True, out_indices=out_indices, **timm_kwargs)
         except Exception as error:  # network errors come in many types, all mean the same to the user
@@ -171,10 +189,33 @@ def create_feature_extractor(
                 "them with torch.save(model.state_dict(), PATH) and pass that PATH, or pass 'none' to train "
                 "from random initialisation."
             ) from error
-        return model, WeightsInfo(source="timm", detail=f"timm:{name}", pretrained=True)
+        detail = f"timm:{name}" + (f" cached {cached} sha256:{_file_digest(cached)}" if cached is not None else "")
+        return model, WeightsInfo(source="timm", detail=detail, pretrained=True)
 
     model = timm.create_model(name, pretrained=False, features_only=True, out_indices=out_indices, **timm_kwargs)
     if weights in (RANDOM_INIT, "", None):
         logger.warning("backbone %s is randomly initialised (weights='none'): no pretrained features", name)
         return model, WeightsInfo(source="random", detail=f"{name} random initialisation", pretrained=False)
     return model, load_weights_file(model, weights)
+
+
+def feature_levels(name: str, strides: tuple[int, ...], **timm_kwargs: object) -> tuple[int, ...]:
+    """timm ``features_only`` indices of ``name`` whose outputs have the given strides, in the order asked.
+
+    ResNets, MobileNets and EfficientNets number their levels differently (a stride-2 stem level or not); asking
+    by stride makes any timm CNN usable wherever those strides exist.
+
+    Raises:
+        ValueError: When the model gives none of the features at one of the strides.
+    """
+    probe = timm.create_model(name, pretrained=False, features_only=True, **timm_kwargs)
+    reductions = list(probe.feature_info.reduction())
+    indices: list[int] = []
+    for stride in strides:
+        if stride not in reductions:
+            raise ValueError(
+                f"{name!r} gives features at strides {reductions}, not at {stride}; the detector needs strides "
+                f"{list(strides)}. Use a CNN such as resnet18, wide_resnet50_2, mobilenetv2_100 or efficientnet_b0."
+            )
+        indices.append(reductions.index(stride))
+    return tuple(indices)

@@ -102,10 +102,33 @@ def list_versions(settings: Settings, name: str) -> list[dict[str, Any]]:
         aliases.setdefault(str(version), []).append(alias)
     versions = mlflow_client.search_model_versions(f"name='{name}'")
     rows = [
-        {"version": str(v.version), "aliases": sorted(aliases.get(str(v.version), [])), "run_id": v.run_id}
+        {
+            "version": str(v.version),
+            "aliases": sorted(aliases.get(str(v.version), [])),
+            "run_id": v.run_id,
+            "weights": weights_provenance(v.tags or {}),
+        }
         for v in versions
     ]
     return sorted(rows, key=lambda row: int(row["version"]))
+
+
+def weights_provenance(tags: dict[str, str]) -> str:
+    """Where a version's pretrained backbone weights came from (source, and file and digest where recorded)."""
+    for role in ("teacher", "encoder"):
+        detail = tags.get(f"{role}_weights_detail")
+        if detail:
+            return f"{tags.get(f'{role}_weights', '?')}: {detail}"
+        if tags.get(f"{role}_weights"):
+            return tags[f"{role}_weights"]
+    return "unknown"
+
+
+def version_weights(settings: Settings, name: str, version: str | None) -> str:
+    """:func:`weights_provenance` of a registered version; ``"unknown"`` for a model directory (no version)."""
+    if not version:
+        return "unknown"
+    return weights_provenance(version_tags(settings, name, version))
 
 
 def resolve_model(settings: Settings, uri: str, kind: str) -> ResolvedModel:

@@ -18,6 +18,9 @@ from pathlib import Path
 
 DEFAULT_HOME = "defectflow-home"
 DEFAULT_MAX_PIXELS = 200_000_000
+TEACHER_WEIGHTS_SETTING = "DEFECTFLOW_TEACHER_WEIGHTS"
+ENCODER_WEIGHTS_SETTING = "DEFECTFLOW_ENCODER_WEIGHTS"
+WEIGHTS_DIR_SETTING = "DEFECTFLOW_WEIGHTS_DIR"
 
 
 class SettingsError(ValueError):
@@ -62,6 +65,11 @@ class Settings:
         guard_tolerance: How far a guard metric may fall before a promotion is refused.
         floor_image_auroc: Minimum image AUROC of a first detector champion.
         floor_miou: Minimum mIoU of a first segmenter champion.
+        teacher_weights: State-dict file for the detector's teacher when a command asks for pretrained weights
+            (``DEFECTFLOW_TEACHER_WEIGHTS``).
+        encoder_weights: The same for the segmenter's encoder (``DEFECTFLOW_ENCODER_WEIGHTS``).
+        weights_dir: Folder of ``<timm name>.pth`` files consulted next (``DEFECTFLOW_WEIGHTS_DIR``), for
+            air-gapped plants that copy pretrained weights in once.
     """
 
     home: Path
@@ -75,6 +83,9 @@ class Settings:
     guard_tolerance: float = 0.02
     floor_image_auroc: float = 0.90
     floor_miou: float = 0.80
+    teacher_weights: str | None = None
+    encoder_weights: str | None = None
+    weights_dir: Path | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -118,6 +129,7 @@ def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
     tracking_uri = os.environ.get("MLFLOW_TRACKING_URI", "").strip() or f"sqlite:///{home_path / 'mlflow.db'}"
     eval_data = os.environ.get("DEFECTFLOW_EVAL_DATA", "").strip()
     seg_eval_data = os.environ.get("DEFECTFLOW_SEG_EVAL_DATA", "").strip()
+    weights_dir = os.environ.get(WEIGHTS_DIR_SETTING, "").strip()
     return Settings(
         home=home_path,
         tracking_uri=tracking_uri,
@@ -130,4 +142,7 @@ def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
         guard_tolerance=_env_float("DEFECTFLOW_GUARD_TOLERANCE", 0.02),
         floor_image_auroc=_env_float("DEFECTFLOW_FLOOR_IMAGE_AUROC", 0.90),
         floor_miou=_env_float("DEFECTFLOW_FLOOR_MIOU", 0.80),
+        teacher_weights=os.environ.get(TEACHER_WEIGHTS_SETTING, "").strip() or None,
+        encoder_weights=os.environ.get(ENCODER_WEIGHTS_SETTING, "").strip() or None,
+        weights_dir=Path(weights_dir).expanduser().resolve() if weights_dir else None,
     )

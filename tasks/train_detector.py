@@ -12,9 +12,12 @@ from prefect import task
 from models.detector.calibration import Calibration
 from models.detector.config import DetectorConfig
 from models.detector.package import save_detector
-from models.detector.training import recommended_lr, train_detector
+from models.detector.recipes import RECOMMENDED_BACKBONE, recipe_for
+from models.detector.training import train_detector
+from models.weight_sources import PRETRAINED
 from storage.settings import load_settings
 from storage.tracking import EXPERIMENT_TRAINING, log_metrics, log_params, tracked_run
+from tasks.backbone_weights import TEACHER, resolve_backbone_weights
 from tasks.evaluate_models import detector_report_artifacts, has_test_split
 from tasks.publish_model import publish_model
 from tasks.train_segmenter import training_device
@@ -34,12 +37,12 @@ def calibration_params(calibration: Calibration) -> dict[str, Any]:
 def train_detector_task(
     home: str,
     data_dir: str,
-    backbone: str = "wide_resnet50_2",
-    image_size: int = 256,
-    epochs: int = 200,
-    batch_size: int = 16,
+    backbone: str = RECOMMENDED_BACKBONE,
+    image_size: int | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
     seed: int = 0,
-    teacher_weights: str = "none",
+    teacher_weights: str = PRETRAINED,
     max_minutes: float | None = None,
     eval_dir: str | None = None,
     tags: dict[str, str] | None = None,
@@ -48,17 +51,23 @@ def train_detector_task(
 ) -> dict[str, Any]:
     """Train on ``data_dir/train/good``; evaluate on ``eval_dir`` (default: ``data_dir`` when it has ``test/``).
 
-    The architecture is :meth:`DetectorConfig.for_backbone` (the small configuration for ResNet18/34, the
-    paper's otherwise); ``lr`` defaults to :func:`recommended_lr` for the backbone.
+    The architecture and every training setting left ``None`` come from the backbone family's recipe
+    (:mod:`models.detector.recipes`); ``teacher_weights`` ``"pretrained"`` is resolved through the workspace's
+    weights settings, then timm (:mod:`models.weight_sources`).
 
     Returns:
         Version, run id, where the teacher weights came from, and the evaluation's headline metrics.
     """
     settings = load_settings(home)
+    recipe = recipe_for(backbone)
+    image_size = image_size or recipe.image_size
+    epochs = epochs or recipe.epochs
+    batch_size = batch_size or recipe.batch_size
+    lr = recipe.lr if lr is None else lr
+    teacher_weights = resolve_backbone_weights(settings, TEACHER, backbone, teacher_weights)
     config = DetectorConfig.for_backbone(
         backbone, image_size=image_size, teacher_weights=teacher_weights, **(config_overrides or {})
     )
-    lr = recommended_lr(backbone) if lr is None else lr
     device = training_device()
     evaluation_dir = eval_dir or (data_dir if has_test_split(Path(data_dir)) else None)
     with tracked_run(settings, EXPERIMENT_TRAINING, run_name=f"detector-{backbone}-{image_size}") as run:
@@ -74,6 +83,7 @@ def train_detector_task(
                 "max_minutes": max_minutes,
                 "optimizer": "Adam betas=(0.5, 0.999)",
                 "lr": lr,
+                **recipe.to_params(),
                 **{f"config_{k}": v for k, v in config.to_dict().items()},
             }
         )
@@ -89,6 +99,7 @@ def train_detector_task(
             on_epoch=lambda entry: log_metrics(entry, step=int(entry["epoch"])),
         )
         log_params(result.weights_info.as_params("teacher"))
+        log_params({"nonfinite_recoveries": result.divergence.get("recoveries", 0)})
         calibration = result.calibration
         log_params(calibration_params(calibration))
         metrics: dict[str, Any] = {"epochs_completed": result.epochs_completed, **result.seconds}
@@ -118,6 +129,7 @@ def train_detector_task(
                 {
                     "data_dir": data_dir,
                     "teacher_weights": result.weights_info.source,
+                    "teacher_weights_detail": result.weights_info.detail,
                     **{k: f"{metrics[k]:.4f}" for k in HEADLINE if k in metrics},
                     **(tags or {}),
                 },
@@ -128,6 +140,8 @@ def train_detector_task(
         "run_id": run.info.run_id,
         "teacher_weights": result.weights_info.source,
         "teacher_pretrained": result.weights_info.pretrained,
+        "teacher_weights_detail": result.weights_info.detail,
+        "nonfinite_recoveries": result.divergence.get("recoveries", 0),
         "epochs_completed": result.epochs_completed,
         "image_threshold": calibration.image_threshold,
         **{k: metrics[k] for k in HEADLINE if k in metrics},

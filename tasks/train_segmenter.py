@@ -17,8 +17,10 @@ from models.segmentation.builder import SEGMENTER_KIND
 from models.segmentation.config import SegmenterConfig
 from models.segmentation.inference import predict_mask
 from models.segmentation.training import train_segmenter
+from models.weight_sources import PRETRAINED
 from storage.settings import load_settings
 from storage.tracking import EXPERIMENT_TRAINING, log_metrics, log_params, tracked_run
+from tasks.backbone_weights import ENCODER, resolve_backbone_weights
 from tasks.plots import line_plot
 from tasks.publish_model import publish_model
 from tasks.render_overlays import overlay_image
@@ -55,12 +57,17 @@ def train_segmenter_task(
     batch_size: int = 8,
     label_fraction: float = 1.0,
     seed: int = 0,
-    encoder_weights: str = "none",
+    encoder_weights: str = PRETRAINED,
     max_minutes: float | None = None,
     tags: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Train on ``data_dir`` (``images/``, ``masks/``), log everything, register; returns version and metrics."""
+    """Train on ``data_dir`` (``images/``, ``masks/``), log everything, register; returns version and metrics.
+
+    ``encoder_weights`` ``"pretrained"`` is resolved through the workspace's weights settings, then timm
+    (:mod:`models.weight_sources`).
+    """
     settings = load_settings(home)
+    encoder_weights = resolve_backbone_weights(settings, ENCODER, backbone, encoder_weights)
     if backbone == "resnet18":  # the measured small configuration: narrower AMAM and decoder
         config = SegmenterConfig.small(encoder_weights=encoder_weights, input_long_side=image_size)
     else:
@@ -138,6 +145,7 @@ def train_segmenter_task(
                     "data_dir": data_dir,
                     "val_miou": f"{best['val_miou']:.4f}",
                     "encoder_weights": weights.source,
+                    "encoder_weights_detail": weights.detail,
                     **(tags or {}),
                 },
             )
@@ -147,6 +155,7 @@ def train_segmenter_task(
         "run_id": run.info.run_id,
         "encoder_weights": weights.source,
         "encoder_pretrained": weights.pretrained,
+        "encoder_weights_detail": weights.detail,
         **final,
         "stopped_early": result.stopped_early,
     }

@@ -59,6 +59,7 @@ def train_small_models(home: Path, data: Path, seed: int = 0) -> tuple[dict, dic
         batch_size=4,
         seed=seed,
         max_minutes=1.0,
+        encoder_weights="none",  # small and fast; pretrained weights are tested in test_pretrained_weights.py
     )
     return segmenter, train_small_detector(home, data, seed)
 
@@ -74,6 +75,7 @@ def train_small_detector(home: Path, data: Path, seed: int = 0) -> dict:
         batch_size=8,
         seed=seed,
         max_minutes=0.5,
+        teacher_weights="none",
     )
 
 

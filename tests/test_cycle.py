@@ -55,6 +55,7 @@ def _train_segmenter(data: Path, home: Path, epochs: int, max_minutes: float) ->
         batch_size=4,
         seed=0,
         max_minutes=max_minutes,
+        encoder_weights="none",
     )
     return result["version"]
 

@@ -28,6 +28,7 @@ def _retrain(workspace: Workspace, **kwargs) -> dict:
         image_size=128,
         epochs=1,
         max_minutes=0.3,
+        teacher_weights="none",
         **kwargs,
     )
 

@@ -38,6 +38,7 @@ def build_detector(config: DetectorConfig | dict[str, Any], load_pretrained: boo
             weights=weights,
             zero_init_last=config.teacher_zero_init_last,
             standardise=config.feature_standardisation,
+            features=config.teacher_features,
         )
     model = ReverseDistillation(config, teacher)
     if not load_pretrained:

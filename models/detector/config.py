@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-# Feature levels RD4AD distils: ResNet layer1..layer3 (timm numbering 1, 2, 3), strides 4, 8 and 16.
-TEACHER_LEVELS: tuple[int, ...] = (1, 2, 3)
+from models.detector.recipes import SMALL_RESNET, recipe_for
 
-
-#: Teachers that get the small (CPU-sized) configuration from :meth:`DetectorConfig.for_backbone`.
-SMALL_BACKBONES = ("resnet18", "resnet34")
+# Feature levels RD4AD distils: ResNet layer1..layer3, strides 4, 8 and 16 (found by stride in any timm CNN).
+TEACHER_STRIDES: tuple[int, ...] = (4, 8, 16)
+#: Where the teacher's levels can be tapped (see :attr:`DetectorConfig.teacher_features`).
+TEACHER_FEATURE_LOCATIONS = ("block", "expansion")
 
 
 @dataclass
@@ -28,7 +28,12 @@ class DetectorConfig:
     Attributes:
         backbone: timm name of the teacher (a ResNet family model: ``"wide_resnet50_2"``, ``"resnet18"``...).
         image_size: Side of the square network input in pixels; a multiple of 32 (the embedding has stride 32).
-        teacher_weights: ``"timm"``, ``"none"`` (random initialisation) or a path to a local state-dict file.
+        teacher_weights: ``"timm"``, ``"none"`` (random initialisation) or a path to a local state-dict file
+            (``"pretrained"`` is resolved to one of these by :func:`models.weight_sources.resolve_weights`).
+        teacher_features: Where the teacher's levels are tapped. ``"block"``: the output of the last block at
+            each stride (ResNet layer1..3, as RD4AD). ``"expansion"``: for inverted-residual networks
+            (MobileNet, EfficientNet), the expanded activations inside that block (timm's
+            ``feature_location="expansion"``), 4 to 6 times wider than the thin linear block outputs.
         teacher_zero_init_last: timm's default (``True``) zero-initialises the last BatchNorm of every residual
             branch, which makes a *randomly initialised* ResNet its stem followed by 1x1 shortcut projections
             (receptive field ~11 px). ``False`` keeps every branch active (a deep random network); it measured
@@ -58,6 +63,7 @@ class DetectorConfig:
     backbone: str = "wide_resnet50_2"
     image_size: int = 256
     teacher_weights: str = "none"
+    teacher_features: str = "block"
     teacher_zero_init_last: bool = True
     recalibrate_teacher_batchnorm: bool = False
     feature_standardisation: bool = False
@@ -79,6 +85,10 @@ class DetectorConfig:
                 f"image_size must be a multiple of 32 and at least 64 (the embedding has stride 32), got "
                 f"{self.image_size}. Use e.g. 128 or 256."
             )
+        if self.teacher_features not in TEACHER_FEATURE_LOCATIONS:
+            raise ValueError(
+                f"teacher_features must be one of {TEACHER_FEATURE_LOCATIONS}, got {self.teacher_features!r}"
+            )
         if self.embedding_stride not in (16, 32):
             raise ValueError(f"embedding_stride must be 16 or 32, got {self.embedding_stride}")
         if self.vit_dim % self.vit_heads != 0:
@@ -97,34 +107,34 @@ class DetectorConfig:
 
     @classmethod
     def small(cls, **overrides: Any) -> DetectorConfig:
-        """CPU-sized configuration: ResNet18 teacher at 128 px with a light ViT and student.
+        """CPU-sized configuration: ResNet18 teacher at 128 px with a light ViT and student (tests, quick runs).
 
         Args:
             **overrides: Fields to change from the small defaults.
         """
         values: dict[str, Any] = {
             "backbone": "resnet18",
-            "image_size": 128,
-            "feature_standardisation": True,
-            "vit_dim": 256,
-            "vit_depth": 2,
-            "vit_heads": 4,
-            "student_blocks": (1, 1, 1),
+            "image_size": SMALL_RESNET.image_size,
+            **SMALL_RESNET.architecture,
         }
         values.update(overrides)
         return cls(**values)
 
     @classmethod
     def for_backbone(cls, backbone: str, **overrides: Any) -> DetectorConfig:
-        """The recommended configuration for ``backbone``: :meth:`small` for ResNet18/34, the paper's otherwise.
+        """The recommended configuration for ``backbone``: its family's recipe (:mod:`models.detector.recipes`).
 
         Args:
             backbone: timm model name.
             **overrides: Fields to change (e.g. ``image_size``, ``teacher_weights``).
+
+        Raises:
+            ValueError: When ``backbone`` belongs to no family with a recipe; the message lists them.
         """
-        if backbone in SMALL_BACKBONES:
-            return cls.small(backbone=backbone, **overrides)
-        return cls(backbone=backbone, **overrides)
+        recipe = recipe_for(backbone)
+        values: dict[str, Any] = {"backbone": backbone, "image_size": recipe.image_size, **recipe.architecture}
+        values.update(overrides)
+        return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary (tuples become lists)."""

@@ -1,4 +1,4 @@
-"""The frozen teacher: a timm ResNet cut after layer3, returning the three levels RD4AD distils.
+"""The frozen teacher: a timm CNN cut at stride 16, returning the three levels RD4AD distils (strides 4, 8, 16).
 
 The teacher is never trained. Its parameters have ``requires_grad=False`` and :meth:`Teacher.train` is
 overridden so that ``model.train()`` on the whole detector leaves the teacher in eval mode: BatchNorm must keep
@@ -13,8 +13,8 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from models.backbones import RANDOM_INIT, WeightsInfo, create_feature_extractor
-from models.detector.config import TEACHER_LEVELS
+from models.backbones import RANDOM_INIT, WeightsInfo, create_feature_extractor, feature_levels
+from models.detector.config import TEACHER_STRIDES
 
 
 class Teacher(nn.Module):
@@ -26,6 +26,7 @@ class Teacher(nn.Module):
         zero_init_last: Passed to timm for random initialisation only (see
             :attr:`DetectorConfig.teacher_zero_init_last`).
         standardise: Whether :meth:`forward` standardises each channel with the fitted statistics.
+        features: ``"block"`` or ``"expansion"`` (see :attr:`DetectorConfig.teacher_features`).
 
     Attributes:
         channels: Channels of the three levels, from shallow to deep.
@@ -34,27 +35,37 @@ class Teacher(nn.Module):
     """
 
     def __init__(
-        self, backbone: str, weights: str = RANDOM_INIT, zero_init_last: bool = True, standardise: bool = False
+        self,
+        backbone: str,
+        weights: str = RANDOM_INIT,
+        zero_init_last: bool = True,
+        standardise: bool = False,
+        features: str = "block",
     ) -> None:
         super().__init__()
         kwargs: dict[str, object] = {}
+        if features != "block":
+            kwargs["feature_location"] = features
         if weights in (RANDOM_INIT, "", None) and not zero_init_last:
             kwargs["zero_init_last"] = False
         try:
-            self.encoder, self.weights_info = create_feature_extractor(backbone, TEACHER_LEVELS, weights, **kwargs)
+            levels = feature_levels(backbone, TEACHER_STRIDES, **kwargs)
+            self.encoder, self.weights_info = create_feature_extractor(backbone, levels, weights, **kwargs)
         except TypeError as error:
             raise ValueError(
-                f"could not build teacher {backbone!r} with {kwargs} ({error}). The detector expects a ResNet "
-                "family backbone (resnet18, resnet50, wide_resnet50_2...); set teacher_zero_init_last=True for "
-                "other architectures."
+                f"could not build teacher {backbone!r} with {kwargs} ({error}). teacher_zero_init_last=False is "
+                "for ResNets, teacher_features='expansion' for MobileNets and EfficientNets: use the defaults "
+                "for other backbones."
+            ) from error
+        except RuntimeError as error:
+            if "Unknown model" not in str(error):
+                raise
+            raise ValueError(
+                f"timm knows no model {backbone!r}. Use a timm CNN name such as resnet18, wide_resnet50_2, "
+                "mobilenetv2_100, mobilenetv3_large_100 or efficientnet_b0."
             ) from error
         self.channels: list[int] = list(self.encoder.feature_info.channels())
         self.strides: list[int] = list(self.encoder.feature_info.reduction())
-        if self.strides != [4, 8, 16]:
-            raise ValueError(
-                f"teacher {backbone!r} gives strides {self.strides} at levels {TEACHER_LEVELS}; the detector needs "
-                "strides 4, 8, 16 (ResNet layer1..layer3). Use a ResNet family backbone."
-            )
         self.standardise = standardise
         for level, channels in enumerate(self.channels):
             self.register_buffer(f"feature_mean{level}", torch.zeros(channels))

@@ -26,28 +26,24 @@ import torch
 from models.backbones import WeightsInfo
 from models.detector.builder import build_detector
 from models.detector.calibration import Calibration, calibrate
-from models.detector.config import SMALL_BACKBONES, DetectorConfig
+from models.detector.config import DetectorConfig
 from models.detector.data import load_images_uint8, load_mask, scan_mvtec, split_train_val, uint8_to_input
 from models.detector.fusion_fit import fit_fusion_weights
 from models.detector.inference import score_images
 from models.detector.loss import ReverseDistillationLoss
 from models.detector.network import ReverseDistillation
+from models.detector.recipes import recipe_for
+from models.divergence_guard import DivergenceGuard, TrainingDivergedError
 
 logger = logging.getLogger(__name__)
 
 EpochCallback = Callable[[dict[str, Any]], None]
 
-#: RD4AD's Adam learning rate, for the paper configuration.
-RD4AD_LR = 0.005
-#: Learning rate of the small configuration: steadier and lower loss than RD4AD's with a random teacher
-#: (docs/detector.md, "Tuning").
-SMALL_CONFIG_LR = 0.001
-
 
 def recommended_lr(backbone: str) -> float:
-    """Learning rate when the user names none: the small recipe's for the backbones that
-    :meth:`DetectorConfig.for_backbone` gives the small configuration, RD4AD's otherwise."""
-    return SMALL_CONFIG_LR if backbone in SMALL_BACKBONES else RD4AD_LR
+    """Learning rate when the user names none: the recipe's for the backbone's family (RD4AD's 0.005 for the
+    paper's teachers, 0.001 for the small ResNets; :mod:`models.detector.recipes`)."""
+    return recipe_for(backbone).lr
 
 
 @dataclass
@@ -67,6 +63,8 @@ class DetectorTrainResult:
         seconds: Wall time per phase (``distillation``, ``fusion``, ``calibration``, ``total``).
         weights_info: Where the teacher weights came from.
         seed: The seed.
+        hyperparameters: The training settings, for the record.
+        divergence: Non-finite steps met and what was done about them (:class:`DivergenceGuard`).
     """
 
     model: ReverseDistillation
@@ -82,6 +80,7 @@ class DetectorTrainResult:
     weights_info: WeightsInfo
     seed: int
     hyperparameters: dict[str, Any] = field(default_factory=dict)
+    divergence: dict[str, Any] = field(default_factory=dict)
 
     def package_extra(self) -> dict[str, Any]:
         """``extra`` for :func:`models.packaging.save_model_package`: calibration plus a training summary."""
@@ -98,6 +97,7 @@ class DetectorTrainResult:
                 "seed": self.seed,
                 "hyperparameters": self.hyperparameters,
                 "fusion": self.fusion,
+                "divergence": self.divergence,
                 "teacher_weights": {
                     "source": self.weights_info.source,
                     "detail": self.weights_info.detail,
@@ -205,6 +205,7 @@ def train_detector(
     optimiser = torch.optim.Adam(model.trainable_parameters(), lr=lr, betas=betas)
     criterion = ReverseDistillationLoss()
     generator = torch.Generator().manual_seed(seed)
+    guard = DivergenceGuard([model.bottleneck, model.student], optimiser)
     history: list[dict[str, Any]] = []
     budget = math.inf if max_minutes is None else max_minutes * 60.0
     distill_start = time.perf_counter()
@@ -221,6 +222,11 @@ def train_detector(
             batch = uint8_to_input(train_images[ids]).to(device)
             teacher_features, student_features = model(batch)
             loss = criterion(teacher_features, student_features)
+            features = {"teacher features": teacher_features, "student features": student_features}
+            if not guard.step_is_finite(loss, epoch, start // batch_size, features):
+                if guard.stopped:
+                    break
+                continue
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
@@ -236,6 +242,10 @@ def train_detector(
         }
         if len(val_images):
             entry["val_loss"] = _mean_loss(model, val_images, batch_size, device)
+        if guard.events and guard.events[-1]["epoch"] == epoch:
+            entry["nonfinite_steps"] = sum(1 for event in guard.events if event["epoch"] == epoch)
+        if seen and math.isfinite(entry["loss"]) and math.isfinite(entry.get("val_loss", 0.0)):
+            guard.keep(after_epoch=True)
         history.append(entry)
         if on_epoch is not None:
             on_epoch(dict(entry))
@@ -243,7 +253,18 @@ def train_detector(
         if stopped_by_time:
             logger.info("detector training stopped after %.1f min (max_minutes=%s)", budget / 60, max_minutes)
             break
+        if guard.stopped:
+            logger.warning("detector training stopped at epoch %d on the last finite weights (diverged)", epoch)
+            break
     distill_seconds = time.perf_counter() - distill_start
+    check_images = val_images if len(val_images) else train_images[:batch_size]
+    if not math.isfinite(_mean_loss(model, check_images, batch_size, device)):
+        guard.restore_after_training(len(history))
+        if not math.isfinite(_mean_loss(model, check_images, batch_size, device)):
+            raise TrainingDivergedError(
+                f"the detector gives non-finite outputs even on its last finite weights ({guard.summary()}); it "
+                "is not registered. Retrain with a lower learning rate (--lr)."
+            )
     model.eval()
 
     fusion: dict[str, Any] = {"fitted": False, "weights": model.anomaly_map_generator.fusion_weights}
@@ -258,6 +279,11 @@ def train_detector(
     if not len(val_images):
         logger.warning("no held-out normal images (val_fraction=0): calibrating on training images, optimistic")
     normal_maps, normal_scores = score_images(model, uint8_to_input(calibration_images), batch_size=batch_size)
+    if not (np.isfinite(normal_maps).all() and np.isfinite(normal_scores).all()):
+        raise TrainingDivergedError(
+            "the trained detector gives non-finite anomaly maps on normal images, so it is not calibrated or "
+            f"registered (divergence record: {guard.summary()}). Retrain with a lower learning rate (--lr)."
+        )
     if labelled_dir is not None:
         labelled_images, labelled_masks = _labelled_set(labelled_dir, config.image_size)
         labelled_maps, labelled_scores = score_images(model, uint8_to_input(labelled_images), batch_size=batch_size)
@@ -282,6 +308,7 @@ def train_detector(
             "calibration": calibration_seconds,
             "total": time.perf_counter() - total_start,
         },
+        divergence=guard.summary(),
         weights_info=model.weights_info,
         seed=seed,
         hyperparameters={

@@ -1,0 +1,116 @@
+"""Measured training recipes per teacher family: architecture sizes and training settings in one place.
+
+A recipe matches the bottleneck, ViT and student to the teacher's channels (a 96-channel MobileNet level does not
+need the WideResNet50 sizes) and says how to train it (image size, learning rate, epochs, batch size). The CLI,
+the flows, the tasks and ``prefect.yaml`` take their defaults from here; the figures behind each recipe are in
+docs/detector.md ("Recipes").
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DetectorRecipe:
+    """How to build and train the detector for one teacher family.
+
+    Attributes:
+        family: Name of the family, for messages and MLflow params.
+        pattern: Regular expression that timm names of the family match (from the start of the name).
+        architecture: :class:`models.detector.config.DetectorConfig` fields other than the backbone.
+        image_size: Side of the square network input.
+        lr: Adam learning rate.
+        epochs: Epochs to train (the time budget, where one is set, may stop training earlier).
+        batch_size: Images per step.
+        examples: Backbones of the family, for messages.
+    """
+
+    family: str
+    pattern: str
+    architecture: dict[str, Any] = field(default_factory=dict)
+    image_size: int = 256
+    lr: float = 0.005
+    epochs: int = 200
+    batch_size: int = 16
+    examples: tuple[str, ...] = ()
+
+    def matches(self, backbone: str) -> bool:
+        """Whether ``backbone`` belongs to this family."""
+        return re.match(self.pattern, backbone) is not None
+
+    def to_params(self) -> dict[str, Any]:
+        """Flat key/value pairs for experiment tracking."""
+        return {
+            "recipe_family": self.family,
+            "recipe_image_size": self.image_size,
+            "recipe_lr": self.lr,
+            "recipe_epochs": self.epochs,
+            "recipe_batch_size": self.batch_size,
+        }
+
+
+#: Small ResNets with random or pretrained weights: the CPU-sized configuration (docs/detector.md, "Tuning").
+SMALL_RESNET = DetectorRecipe(
+    family="small-resnet",
+    pattern=r"(resnet18|resnet34)(\.|$)",
+    architecture={
+        "feature_standardisation": True,
+        "vit_dim": 256,
+        "vit_depth": 2,
+        "vit_heads": 4,
+        "student_blocks": (1, 1, 1),
+    },
+    image_size=128,
+    lr=0.001,
+    examples=("resnet18", "resnet34"),
+)
+
+#: The paper's and RD4AD's teacher family: WideResNet50 and the deeper ResNets, with the paper's sizes.
+WIDE_RESNET = DetectorRecipe(
+    family="resnet",
+    pattern=r"(wide_resnet\d+_\d+|resnet50|resnet101|resnet152|resnext\d+)",
+    image_size=256,
+    lr=0.005,
+    examples=("wide_resnet50_2", "resnet50"),
+)
+
+#: Inverted-residual networks (MobileNet V2/V3, EfficientNet): thin levels (24, 32, 96 channels for
+#: mobilenetv2_100) need a much lighter bottleneck and student than the paper's; the recommended CPU teacher.
+MOBILE = DetectorRecipe(
+    family="mobile",
+    pattern=r"(tf_)?(mobilenetv2|mobilenetv3|efficientnet|mixnet|mnasnet)",
+    architecture={
+        "vit_dim": 128,
+        "vit_depth": 2,
+        "vit_heads": 4,
+        "student_blocks": (1, 1, 1),
+    },
+    image_size=256,
+    lr=0.005,
+    epochs=20,
+    examples=("mobilenetv2_100", "mobilenetv3_large_100", "efficientnet_b0"),
+)
+
+RECIPES: tuple[DetectorRecipe, ...] = (SMALL_RESNET, WIDE_RESNET, MOBILE)
+
+#: The recommended teacher on a CPU (docs/detector.md): ImageNet features at a fraction of WideResNet50's cost.
+RECOMMENDED_BACKBONE = "mobilenetv2_100"
+
+
+def recipe_for(backbone: str) -> DetectorRecipe:
+    """The recipe of ``backbone``'s family.
+
+    Raises:
+        ValueError: When no family matches; the message lists the supported ones.
+    """
+    for recipe in RECIPES:
+        if recipe.matches(backbone):
+            return recipe
+    supported = "; ".join(f"{r.family}: {', '.join(r.examples)}" for r in RECIPES)
+    raise ValueError(
+        f"no detector recipe for teacher {backbone!r}. Supported families (timm names): {supported}. Pass one of "
+        "those, or build a DetectorConfig by hand for another timm CNN with features at strides 4, 8 and 16."
+    )
