@@ -25,11 +25,14 @@ What it does, all in ``--work`` (default ``benchmarks/out/two-stage-vs-one-stage
    when it scores a full-resolution frame.
 2. Training through the real command line in a fresh workspace (``home/``, its own SQLite MLflow registry): the
    segmenter, the crop detector and the full-frame detector, each with the ``--minutes`` budget (``--seg-minutes``
-   for the segmenter) and ``--backbone resnet18``. The segmenter and the crop detector are promoted to champion;
-   the full-frame detector is referenced by its version, ``models:/detector/<version>``. Teachers and encoders are
-   randomly initialised (no pretrained weights can be downloaded here), which misses the promotion gate's absolute
-   floors; this process sets ``DEFECTFLOW_FLOOR_IMAGE_AUROC`` and ``DEFECTFLOW_FLOOR_MIOU`` to 0 (for itself only)
-   and says so.
+   for the segmenter). Both detectors use the ``--backbone`` teacher (default the recommended
+   ``mobilenetv2_100``) with pretrained weights from the usual sources (``DEFECTFLOW_TEACHER_WEIGHTS``,
+   ``DEFECTFLOW_WEIGHTS_DIR``, timm; the run stops with the ways out when none has them; ``--teacher-weights
+   none`` for random features); the segmenter is a resnet18 AMAM U-Net, pretrained where a source has resnet18
+   weights and trained from scratch otherwise. The segmenter and the crop detector are promoted to champion; the
+   full-frame detector is referenced by its version, ``models:/detector/<version>``. This process sets
+   ``DEFECTFLOW_FLOOR_IMAGE_AUROC`` and ``DEFECTFLOW_FLOOR_MIOU`` to 0 (for itself only, and says so): the
+   benchmark compares pipelines whatever their quality.
 3. The shift is ingested twice, under two shift ids, so the heatmaps of both pipelines stay in the store side by
    side; each is scored by the ``nightly_scoring`` flow on a LocalCluster, as ``defectflow score`` runs it.
 4. Metrics per pipeline:
@@ -79,12 +82,15 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from models.detector.recipes import RECOMMENDED_BACKBONE
+from models.weight_sources import PRETRAINED, RANDOM_INIT, WeightsUnavailableError
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_WORK = REPO / "benchmarks" / "out" / "two-stage-vs-one-stage"
 MARKER = ".two-stage-vs-one-stage"
 SHIFT_TWO_STAGE = "tvo-two-stage"
 SHIFT_ONE_STAGE = "tvo-one-stage"
-BACKBONE = "resnet18"
+SEG_BACKBONE = "resnet18"
 EPOCHS = "1000"  # the --minutes budget ends training; the segmenter's schedule follows the budget too
 CROSS_CHECK_PIXELS = 20_000_000  # up to here the exact pixel AUROC is also computed by models.metrics.anomaly
 ROC_BINS = 1 << 16  # one bin per float16 bit pattern
@@ -128,6 +134,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options; unset sizes are filled from the ``full`` or ``quick`` preset."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help="work folder (data/ and home/ are replaced)")
+    parser.add_argument("--backbone", default=RECOMMENDED_BACKBONE, help="teacher of both detectors (timm name)")
+    parser.add_argument(
+        "--teacher-weights",
+        default=PRETRAINED,
+        help="'pretrained' (DEFECTFLOW_TEACHER_WEIGHTS, DEFECTFLOW_WEIGHTS_DIR, timm), a file, 'timm' or 'none'",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke-run sizes (6 frames of 384x512, 0.3 min/model)")
     parser.add_argument("--frames", type=int, help="frames of the labelled test shift [24]")
     parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="frame height and width [1536 2048]")
@@ -151,6 +163,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if getattr(args, key) is None:
             setattr(args, key, value)
     args.size = tuple(args.size)
+    args.teacher_weights, args.encoder_weights = resolve_benchmark_weights(args.backbone, args.teacher_weights)
     if args.seg_minutes is None:
         args.seg_minutes = args.minutes
     if args.frames < 2 or args.train_good < 3 or args.seg_images < 2:
@@ -158,6 +171,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.image_size % 32:
         parser.error(f"--image-size must be a multiple of 32 (got {args.image_size})")
     return args
+
+
+def resolve_benchmark_weights(backbone: str, teacher_request: str) -> tuple[str, str]:
+    """The teacher's weights (exit with the ways out when none) and the segmenter's (from scratch when none)."""
+    from storage.settings import load_settings
+    from tasks.backbone_weights import ENCODER, TEACHER, resolve_backbone_weights
+
+    settings = load_settings()
+    try:
+        teacher = resolve_backbone_weights(settings, TEACHER, backbone, teacher_request)
+    except WeightsUnavailableError as error:
+        raise SystemExit(str(error)) from error
+    try:
+        encoder = resolve_backbone_weights(settings, ENCODER, SEG_BACKBONE, PRETRAINED)
+    except WeightsUnavailableError:
+        say(f"no pretrained {SEG_BACKBONE} weights for the segmenter: it trains from scratch")
+        encoder = RANDOM_INIT
+    return teacher, encoder
 
 
 def prepare_work(work: Path) -> tuple[Path, Path]:
@@ -189,8 +220,8 @@ def isolate_environment(home: Path) -> list[str]:
     os.environ["DEFECTFLOW_FLOOR_IMAGE_AUROC"] = "0"
     os.environ["DEFECTFLOW_FLOOR_MIOU"] = "0"
     notes.append(
-        "DEFECTFLOW_FLOOR_IMAGE_AUROC=0 and DEFECTFLOW_FLOOR_MIOU=0 in this process only: the randomly initialised "
-        "models miss the production floors (0.90 / 0.80), and the benchmark needs them as champions to score"
+        "DEFECTFLOW_FLOOR_IMAGE_AUROC=0 and DEFECTFLOW_FLOOR_MIOU=0 in this process only: the benchmark compares "
+        "pipelines and needs both models as champions whatever their quality (the gate is tested elsewhere)"
     )
     return notes
 
@@ -289,9 +320,11 @@ def challenger_version(model: str) -> str:
 
 def train_models(args: argparse.Namespace, paths: dict[str, Any], home: Path) -> dict[str, str]:
     """Train and register the three models through the CLI; promote the two-stage pair. Returns the versions."""
-    common = ["--backbone", BACKBONE, "--epochs", EPOCHS, "--home", str(home)]
-    detector = ["--image-size", str(args.image_size), "--max-minutes", str(args.minutes)]
+    common = ["--epochs", EPOCHS, "--home", str(home)]
+    detector = ["--image-size", str(args.image_size), "--max-minutes", str(args.minutes), "--backbone", args.backbone]
+    detector += ["--teacher-weights", args.teacher_weights]
     segmenter_options = ["--image-size", str(args.seg_image_size), "--max-minutes", str(args.seg_minutes)]
+    segmenter_options += ["--backbone", SEG_BACKBONE, "--encoder-weights", args.encoder_weights]
     run_cli(["train", "segmenter", "--data", str(paths["segmentation"]), *segmenter_options, *common])
     run_cli(["promote", "--model", "segmenter", "--eval-data", str(paths["segmentation"]), "--home", str(home)])
     segmenter = champion_or_exit("segmenter")
@@ -592,9 +625,10 @@ def main(argv: list[str] | None = None) -> None:
     print(table)
     print()
     print(
-        f"Detectors: {BACKBONE} reverse distillation at {args.image_size} px, {args.minutes:g} min each "
-        f"({args.train_good} training images each); segmenter: {BACKBONE} AMAM U-Net at {args.seg_image_size} px, "
-        f"{args.seg_minutes:g} min ({args.seg_images} frames). All randomly initialised (no pretrained weights). "
+        f"Detectors: {args.backbone} teacher ({args.teacher_weights}) reverse distillation at {args.image_size} "
+        f"px, {args.minutes:g} min each ({args.train_good} training images each); segmenter: {SEG_BACKBONE} AMAM "
+        f"U-Net ({args.encoder_weights}) at {args.seg_image_size} px, {args.seg_minutes:g} min ({args.seg_images} "
+        "frames). "
         f"Versions: segmenter v{versions['segmenter']}, crop detector v{versions['crop_detector']}, full-frame "
         f"detector v{versions['fullframe_detector']}. Image AUROC on raw scores; frames not scored rank lowest and "
         f"get an all-zero heatmap. "

@@ -20,6 +20,9 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ.pop("DEFECTFLOW_HOME", None)
 os.environ.pop("DEFECTFLOW_DASK_ADDRESS", None)
+# Tests choose their weights explicitly (small random backbones; the shared ImageNet file in tests marked `shared`).
+for _setting in ("DEFECTFLOW_TEACHER_WEIGHTS", "DEFECTFLOW_ENCODER_WEIGHTS", "DEFECTFLOW_WEIGHTS_DIR"):
+    os.environ.pop(_setting, None)
 
 
 @pytest.fixture(scope="session")

@@ -82,10 +82,12 @@ def test_nothing_available_lists_the_three_ways_out(offline, tmp_path: Path) -> 
         assert "Three ways out" in message and "--teacher-weights PATH" in message
         assert "DEFECTFLOW_WEIGHTS_DIR" in message and "hub" in message and "none" in message
     with pytest.raises(WeightsUnavailableError, match="model hub cannot be reached"):
-        resolve_weights(TIMM_PRETRAINED, "resnet18", "encoder", WeightSettings(file_setting="DEFECTFLOW_ENCODER_WEIGHTS"))
+        resolve_weights(
+            TIMM_PRETRAINED, "resnet18", "encoder", WeightSettings(file_setting="DEFECTFLOW_ENCODER_WEIGHTS")
+        )
     with pytest.raises(WeightsUnavailableError, match="does not exist"):
         resolve_weights(str(tmp_path / "missing.pth"), "resnet18", "teacher", WeightSettings())
-    with pytest.raises(WeightsUnavailableError, match="DEFECTFLOW_TEACHER_WEIGHTS=.*names no file"):
+    with pytest.raises(WeightsUnavailableError, match=r"DEFECTFLOW_TEACHER_WEIGHTS=.*names no file"):
         resolve_weights(PRETRAINED, "resnet18", "teacher", WeightSettings(file=str(tmp_path / "gone.pth")))
 
 
@@ -165,7 +167,7 @@ def test_any_timm_cnn_family_gives_a_teacher_and_a_recipe_matched_to_its_channel
 
 
 def test_unknown_teachers_get_a_list_of_what_is_supported() -> None:
-    with pytest.raises(ValueError, match="Supported families.*wide_resnet50_2.*mobilenetv2_100"):
+    with pytest.raises(ValueError, match=r"Supported families.*wide_resnet50_2.*mobilenetv2_100"):
         DetectorConfig.for_backbone("vit_base_patch16_224")
     with pytest.raises(ValueError, match="not at 4"):
         feature_levels("vit_tiny_patch16_224", TEACHER_STRIDES)

@@ -23,21 +23,23 @@ import torch
 from models.detector.config import DetectorConfig
 from models.detector.evaluation import evaluate_detector
 from models.detector.package import save_detector
+from models.detector.recipes import recipe_for
 from models.detector.training import train_detector
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Train on ``args.data`` and evaluate on ``args.eval_data`` (default: the same folder's ``test/``)."""
     overrides: dict[str, Any] = json.loads(args.config) if args.config else {}
-    overrides.update(image_size=args.image_size, teacher_weights=args.teacher_weights)
+    recipe = recipe_for(args.backbone)
+    overrides.update(image_size=args.image_size or recipe.image_size, teacher_weights=args.teacher_weights)
     config = DetectorConfig.for_backbone(args.backbone, **overrides)
     start = time.perf_counter()
     result = train_detector(
         config,
         args.data,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
+        epochs=args.epochs or recipe.epochs,
+        batch_size=args.batch_size or recipe.batch_size,
+        lr=recipe.lr if args.lr is None else args.lr,
         val_fraction=args.val_fraction,
         seed=args.seed,
         max_minutes=args.minutes,
@@ -73,13 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("data", help="MVTec-layout folder (train/good; test/ and ground_truth/ for evaluation)")
     parser.add_argument("--eval-data", default=None, help="evaluate on this folder instead of DATA")
     parser.add_argument("--backbone", default="resnet18")
-    parser.add_argument("--image-size", type=int, default=128)
+    parser.add_argument("--image-size", type=int, default=None, help="default: the backbone's recipe")
     parser.add_argument("--teacher-weights", default="none", help="'none', 'timm' or a state-dict file")
     parser.add_argument("--config", default=None, help="JSON overrides of DetectorConfig, e.g. '{\"vit_depth\": 1}'")
-    parser.add_argument("--epochs", type=int, default=200)
-    parser.add_argument("--minutes", type=float, default=10.0, help="wall-time budget of the distillation")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=0.005)
+    parser.add_argument("--epochs", type=int, default=None, help="default: the backbone's recipe")
+    parser.add_argument("--minutes", type=float, default=None, help="wall-time budget of the distillation")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the backbone's recipe")
+    parser.add_argument("--lr", type=float, default=None, help="default: the backbone's recipe")
     parser.add_argument("--val-fraction", type=float, default=0.15)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")

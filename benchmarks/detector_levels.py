@@ -1,0 +1,64 @@
+"""Which teacher levels, and how fused: one trained detector evaluated with each fusion of its level maps.
+
+The paper fuses the three per-level maps with a fitted 1x1 convolution (defectflow fits it on synthetic
+anomalies, :mod:`models.detector.fusion_fit`); RD4AD sums them. This script takes a trained package and evaluates
+it on an MVTec-layout set with the fitted weights, the plain mean, each level alone and each pair, so the tuning
+table in docs/detector.md shows what the fusion and each level give. No training: every row is the same network.
+
+    .venv/bin/python -m benchmarks.detector_levels PACKAGE_DIR DATA [--out results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from models.detector.evaluation import evaluate_detector
+from models.detector.package import load_detector
+
+FUSIONS: dict[str, list[float] | None] = {
+    "fitted (package)": None,
+    "mean of 3": [1 / 3, 1 / 3, 1 / 3],
+    "level 1 (stride 4)": [1.0, 0.0, 0.0],
+    "level 2 (stride 8)": [0.0, 1.0, 0.0],
+    "level 3 (stride 16)": [0.0, 0.0, 1.0],
+    "levels 1+2": [0.5, 0.5, 0.0],
+    "levels 2+3": [0.0, 0.5, 0.5],
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print one row per fusion: image AUROC, pixel AUROC, AUPRO."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("package", type=Path, help="trained detector package directory")
+    parser.add_argument("data", type=Path, help="MVTec-layout folder with test/ and ground_truth/")
+    parser.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
+    args = parser.parse_args(argv)
+    model, _, _ = load_detector(args.package)
+    fitted = model.anomaly_map_generator.fusion_weights
+    rows = []
+    print(f"{'fusion':22s} {'weights':24s} image_auroc pixel_auroc  aupro")
+    for name, weights in FUSIONS.items():
+        used = fitted if weights is None else weights
+        with torch.no_grad():
+            model.anomaly_map_generator.fusion.weight.copy_(torch.tensor(used).view(1, 3, 1, 1))
+            model.anomaly_map_generator.fusion.bias.zero_()
+        metrics = evaluate_detector(model, None, args.data)
+        row = {"fusion": name, "weights": [round(w, 3) for w in used]}
+        row.update({k: metrics[k] for k in ("image_auroc", "pixel_auroc", "aupro")})
+        rows.append(row)
+        print(
+            f"{name:22s} {row['weights']!s:24s} {row['image_auroc']:11.4f} {row['pixel_auroc']:11.4f} "
+            f"{row['aupro']:6.4f}",
+            flush=True,
+        )
+    if args.out:
+        args.out.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
