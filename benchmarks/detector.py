@@ -12,6 +12,7 @@ Full figures for the docs (small and paper configurations, batch 1 and 16)::
 
     .venv/bin/python benchmarks/detector.py --config small --image-size 128 --batch-sizes 1 16 --iterations 20
     .venv/bin/python benchmarks/detector.py --config paper --image-size 256 --batch-sizes 1 16 --iterations 20
+    .venv/bin/python benchmarks/detector.py --config recipe --backbone mobilenetv2_100 --batch-sizes 1 16
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.detector.builder import build_detector
 from models.detector.config import DetectorConfig
+from models.detector.recipes import RECOMMENDED_BACKBONE
 
 
 def _time(run: Callable[[], object], device: torch.device, warmup: int, iterations: int) -> float:
@@ -78,7 +80,12 @@ def benchmark(config: DetectorConfig, device: torch.device, batch_size: int, war
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run every device and batch size, print a table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", choices=("small", "paper"), default="small", help="small: ResNet18; paper: WRN50")
+    parser.add_argument(
+        "--config",
+        choices=("small", "paper", "recipe"),
+        default="small",
+        help="small: ResNet18; paper: WRN50 sizes; recipe: the --backbone family's recipe (models/detector/recipes.py)",
+    )
     parser.add_argument("--backbone", default=None, help="override the configuration's backbone")
     parser.add_argument("--image-size", type=int, default=None, help="input side (default: the config's)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16])
@@ -95,7 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         overrides["backbone"] = args.backbone
     if args.image_size:
         overrides["image_size"] = args.image_size
-    config = DetectorConfig.small(**overrides) if args.config == "small" else DetectorConfig(**overrides)
+    if args.config == "recipe":
+        backbone = overrides.pop("backbone", RECOMMENDED_BACKBONE)
+        config = DetectorConfig.for_backbone(backbone, **overrides)
+    else:
+        config = DetectorConfig.small(**overrides) if args.config == "small" else DetectorConfig(**overrides)
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     print(
         f"detector benchmark: {config.backbone}, {config.image_size} px, config={args.config}, "

@@ -373,15 +373,20 @@ def train_detector_command(
         ),
     ] = RECOMMENDED_BACKBONE,
     image_size: Annotated[
-        int | None, typer.Option("--image-size", min=64, help="Square input side, multiple of 32 [default: recipe].")
+        int | None,
+        typer.Option(
+            "--image-size", min=64, help="Square input side, multiple of 32 (default: the backbone's recipe)."
+        ),
     ] = None,
-    epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="[default: the recipe's]")] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", min=2, help="[default: the recipe's]")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Default: the backbone's recipe.")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", min=2, help="Default: the backbone's recipe.")
+    ] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     teacher_weights: TeacherWeightsOption = PRETRAINED,
     max_minutes: Annotated[float | None, typer.Option("--max-minutes", help="Wall-clock training budget.")] = None,
     lr: Annotated[
-        float | None, typer.Option("--lr", min=0.0, help="Adam learning rate [default: the backbone's recipe].")
+        float | None, typer.Option("--lr", min=0.0, help="Adam learning rate (default: the backbone's recipe).")
     ] = None,
     home: HomeOption = None,
     verbose: VerboseOption = False,
@@ -391,10 +396,9 @@ def train_detector_command(
     Settings not given come from the backbone family's recipe (models/detector/recipes.py, docs/detector.md).
     """
     from flows.training import train_detector_flow
-    from models.detector.recipes import recipe_for
 
     _configure_logging(verbose)
-    guarded(lambda: _known_recipe(recipe_for, backbone))
+    _known_recipe(backbone)
     teacher_weights = resolve_weights_first(home, "teacher", backbone, teacher_weights)
     result = guarded(
         lambda: run_local_flow(
@@ -423,7 +427,10 @@ def train_detector_command(
     )
 
 
-def _known_recipe(recipe_for: Any, backbone: str) -> None:
+def _known_recipe(backbone: str) -> None:
+    """Exit 2 with the supported families when ``backbone`` has no detector recipe."""
+    from models.detector.recipes import recipe_for
+
     try:
         recipe_for(backbone)
     except ValueError as error:
@@ -613,8 +620,10 @@ def retrain(
     eval_data: Annotated[Path | None, typer.Option("--eval-data", help="Fixed evaluation set.")] = None,
     seg_data: Annotated[Path | None, typer.Option("--seg-data", help="Also retrain the segmenter on this.")] = None,
     backbone: Annotated[str, typer.Option("--backbone", help="Detector teacher (timm name).")] = RECOMMENDED_BACKBONE,
-    image_size: Annotated[int | None, typer.Option("--image-size", min=64, help="[default: the recipe's]")] = None,
-    epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="[default: the recipe's]")] = None,
+    image_size: Annotated[
+        int | None, typer.Option("--image-size", min=64, help="Default: the backbone's recipe.")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Default: the backbone's recipe.")] = None,
     max_minutes: Annotated[float | None, typer.Option("--max-minutes")] = None,
     seg_backbone: Annotated[str, typer.Option("--seg-backbone", help="Segmenter encoder (with --seg-data).")] = (
         "resnet50"
@@ -632,9 +641,7 @@ def retrain(
 
     _configure_logging(verbose)
     settings = guarded(lambda: load_settings(home))
-    from models.detector.recipes import recipe_for
-
-    guarded(lambda: _known_recipe(recipe_for, backbone))
+    _known_recipe(backbone)
     teacher_weights = resolve_weights_first(home, "teacher", backbone, teacher_weights)
     if seg_data:
         encoder_weights = resolve_weights_first(home, "encoder", seg_backbone, encoder_weights)

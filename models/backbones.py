@@ -13,6 +13,7 @@ before a backbone is built.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import pickle
@@ -208,14 +209,20 @@ def feature_levels(name: str, strides: tuple[int, ...], **timm_kwargs: object) -
     Raises:
         ValueError: When the model gives none of the features at one of the strides.
     """
-    probe = timm.create_model(name, pretrained=False, features_only=True, **timm_kwargs)
-    reductions = list(probe.feature_info.reduction())
+    reductions = _feature_reductions(name, tuple(sorted(timm_kwargs.items())))
     indices: list[int] = []
     for stride in strides:
         if stride not in reductions:
             raise ValueError(
-                f"{name!r} gives features at strides {reductions}, not at {stride}; the detector needs strides "
+                f"{name!r} gives features at strides {list(reductions)}, not at {stride}; the detector needs strides "
                 f"{list(strides)}. Use a CNN such as resnet18, wide_resnet50_2, mobilenetv2_100 or efficientnet_b0."
             )
         indices.append(reductions.index(stride))
     return tuple(indices)
+
+
+@functools.lru_cache(maxsize=32)
+def _feature_reductions(name: str, timm_kwargs: tuple[tuple[str, object], ...]) -> tuple[int, ...]:
+    """Strides of every ``features_only`` level of ``name`` (builds the model once per process)."""
+    probe = timm.create_model(name, pretrained=False, features_only=True, **dict(timm_kwargs))
+    return tuple(probe.feature_info.reduction())

@@ -102,6 +102,7 @@ def test_report_lists_every_flagged_frame(workspace: Workspace, scored: dict) ->
     scores = read_scores(load_settings(workspace.home).results_dir(SHIFT))
     flagged = scores[(scores["status"] == "scored") & scores["is_anomalous"].astype(bool)]
     assert text.count("class='flagged'") == len(flagged)
+    assert "detector weights" in text and "random" in text  # where the champion's teacher weights came from
     for image_id in flagged["image_id"]:
         assert f"data-image-id='{image_id}'" in text
         assert (report.parent / "overlays" / f"{image_id}.jpg").is_file()

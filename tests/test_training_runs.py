@@ -37,3 +37,23 @@ def test_detector_run_records_the_recipe_and_flat_calibration(workspace: Workspa
     assert float(params["calibration_image_threshold"]) > 0
     assert params["calibration_method"] == "normal-quantile"
     assert int(params["calibration_n_normal"]) > 0
+
+
+def test_models_command_shows_where_each_versions_weights_came_from(workspace: Workspace) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from storage.registry import list_versions
+
+    for model in ("segmenter", "detector"):
+        rows = list_versions(load_settings(workspace.home), model)
+        assert rows and all(row["weights"].startswith("random: resnet18 random initialisation") for row in rows)
+    result = CliRunner().invoke(app, ["models", "--home", str(workspace.home)])
+    assert result.exit_code == 0, result.output
+    assert "random" in result.output and "weights" in result.output
+
+
+def test_detector_run_records_its_recipe_family_and_divergence_record(workspace: Workspace) -> None:
+    params = _training_runs(workspace)["detector"]
+    assert params["recipe_family"] == "small-resnet"
+    assert params["nonfinite_recoveries"] == "0"

@@ -135,6 +135,11 @@ def fit_fusion_weights(
     chosen = rng.choice(len(images), size=n_images, replace=n_images > len(images))
     synthesizer = AnomalySynthesizer(images, synthesis, seed=seed)
     level_maps, masks = synthetic_level_maps(model, images[torch.from_numpy(chosen)], synthesizer, batch_size, rng)
+    if not bool(torch.isfinite(level_maps).all()):
+        raise FloatingPointError(
+            "the detector gives non-finite anomaly maps on synthetic anomalies, so its fusion weights cannot be "
+            "fitted; the trained weights are unusable. Retrain with a lower learning rate (--lr)."
+        )
     features = level_maps.permute(0, 2, 3, 1).reshape(-1, level_maps.shape[1]).clone()
     targets = masks.reshape(-1).clone()
     if targets.sum() == 0:
