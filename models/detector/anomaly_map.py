@@ -82,9 +82,13 @@ class AnomalyMapGenerator(nn.Module):
         self.smoothing = GaussianSmoothing(sigma)
 
     @torch.no_grad()
-    def reset_fusion(self) -> None:
-        """Equal weights ``1/levels`` and bias 0: the fused map is the mean of the level maps."""
-        self.fusion.weight.fill_(1.0 / self.levels)
+    def reset_fusion(self, weights: tuple[float, ...] | None = None) -> None:
+        """Set the fusion to ``weights`` (normalised to sum 1), or to the mean of the level maps; bias 0."""
+        if weights is None:
+            self.fusion.weight.fill_(1.0 / self.levels)
+        else:
+            values = torch.tensor(weights, dtype=self.fusion.weight.dtype)
+            self.fusion.weight.copy_((values / values.sum()).view_as(self.fusion.weight))
         self.fusion.bias.zero_()
 
     def distance_maps(

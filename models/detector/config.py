@@ -58,6 +58,9 @@ class DetectorConfig:
             (strides 16, 8, 4); ``None`` means the teacher's channels at those levels capped at 512.
         student_blocks: Residual blocks per student stage from deep to shallow.
         smoothing_sigma: Standard deviation of the Gaussian that smooths the anomaly map, in pixels.
+        fusion_weights: Fixed weights of the three level maps (shallow to deep), e.g. ``(0, 0.5, 0.5)`` to leave
+            out the stride-4 level; ``None`` (default) fits them on synthetic anomalies after training (the
+            paper's adaptive 1x1 weights, :mod:`models.detector.fusion_fit`).
     """
 
     backbone: str = "wide_resnet50_2"
@@ -78,6 +81,7 @@ class DetectorConfig:
     student_widths: tuple[int, int, int] | None = None
     student_blocks: tuple[int, int, int] = (2, 2, 2)
     smoothing_sigma: float = 4.0
+    fusion_weights: tuple[float, float, float] | None = None
 
     def __post_init__(self) -> None:
         if self.image_size % 32 != 0 or self.image_size < 64:
@@ -102,6 +106,12 @@ class DetectorConfig:
         self.student_blocks = tuple(int(b) for b in self.student_blocks)  # type: ignore[assignment]
         if len(self.student_blocks) != 3 or min(self.student_blocks) < 1:
             raise ValueError(f"student_blocks needs three positive entries, got {self.student_blocks}")
+        if self.fusion_weights is not None:
+            self.fusion_weights = tuple(float(w) for w in self.fusion_weights)  # type: ignore[assignment]
+            if len(self.fusion_weights) != 3 or min(self.fusion_weights) < 0 or sum(self.fusion_weights) <= 0:
+                raise ValueError(
+                    f"fusion_weights needs three non-negative weights with a positive sum, got {self.fusion_weights}"
+                )
         if self.smoothing_sigma < 0:
             raise ValueError(f"smoothing_sigma must be >= 0 (0 disables smoothing), got {self.smoothing_sigma}")
 
@@ -152,7 +162,7 @@ class DetectorConfig:
         if unknown:
             raise ValueError(f"unknown detector config keys {unknown}; known keys: {sorted(known)}")
         values = dict(values)
-        for key in ("student_widths", "student_blocks"):
+        for key in ("student_widths", "student_blocks", "fusion_weights"):
             if values.get(key) is not None:
                 values[key] = tuple(values[key])
         return cls(**values)

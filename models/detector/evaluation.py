@@ -7,6 +7,7 @@ come from :mod:`models.metrics.anomaly`.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,9 @@ from models.metrics.anomaly import (
     roc_curve,
 )
 
+#: AUPRO integration limit (MVTec AD's convention).
+DEFAULT_FPR_LIMIT = 0.3
+
 
 def _pixel_metrics(masks: np.ndarray, maps: np.ndarray, fpr_limit: float) -> dict[str, float]:
     ranked = SortedScores.of(maps)
@@ -37,6 +41,54 @@ def _pixel_metrics(masks: np.ndarray, maps: np.ndarray, fpr_limit: float) -> dic
     }
 
 
+@dataclass
+class TestSet:
+    """An MVTec-layout ``test/`` split loaded at one network resolution.
+
+    Attributes:
+        index: The scanned folder.
+        samples: One entry per test image.
+        images: ImageNet-normalised images ``(N, 3, S, S)``.
+        masks: Defect masks ``(N, S, S)`` (all false for good images).
+        labels: Whether each image is defective.
+        defects: Defect type of each image (``"good"`` for good ones).
+    """
+
+    index: Any
+    samples: list[Any]
+    images: torch.Tensor
+    masks: np.ndarray
+    labels: np.ndarray
+    defects: np.ndarray
+
+
+def load_test_set(data_dir: str | Path, image_size: int) -> TestSet:
+    """Read ``data_dir/test`` and its masks at ``image_size`` (masks nearest neighbour, thresholded at 0.5)."""
+    index = scan_mvtec(data_dir, need_train=False, need_test=True)
+    samples = index.test
+    images = torch.stack([normalise(load_image(s.path, image_size)) for s in samples])
+    masks = np.stack(
+        [
+            load_mask(s.mask_path, image_size)[0].numpy() > 0.5
+            if s.mask_path is not None
+            else np.zeros((image_size, image_size), dtype=bool)
+            for s in samples
+        ]
+    )
+    labels = np.array([s.label for s in samples], dtype=bool)
+    defects = np.array([s.defect for s in samples])
+    return TestSet(index, samples, images, masks, labels, defects)
+
+
+def headline_metrics(labels: np.ndarray, scores: np.ndarray, masks: np.ndarray, maps: np.ndarray) -> dict[str, float]:
+    """Image AUROC, image F1-max, pixel AUROC, pixel F1-max and AUPRO (FPR <= 0.3) of one set of maps."""
+    return {
+        "image_auroc": auroc(labels, scores),
+        "image_f1_max": f1_max(labels, scores).f1,
+        **_pixel_metrics(masks, maps, DEFAULT_FPR_LIMIT),
+    }
+
+
 def evaluate_detector(
     model: ReverseDistillation,
     calibration: Calibration | None,
@@ -44,7 +96,7 @@ def evaluate_detector(
     device: str | torch.device = "cpu",
     worst_k: int = 5,
     batch_size: int = 16,
-    fpr_limit: float = 0.3,
+    fpr_limit: float = DEFAULT_FPR_LIMIT,
     max_curve_points: int = 512,
 ) -> dict[str, Any]:
     """Image and pixel metrics of ``model`` on ``data_dir/test``.
@@ -67,21 +119,17 @@ def evaluate_detector(
         ``curves`` (``image_roc``, ``image_pr``, ``pixel_roc``, ``pixel_pr``), ``per_image`` (name, defect,
         score).
     """
-    index = scan_mvtec(data_dir, need_train=False, need_test=True)
-    samples = index.test
     image_size = model.config.image_size
     model = model.to(device)
-    images = torch.stack([normalise(load_image(s.path, image_size)) for s in samples])
-    masks = np.stack(
-        [
-            load_mask(s.mask_path, image_size)[0].numpy() > 0.5
-            if s.mask_path is not None
-            else np.zeros((image_size, image_size), dtype=bool)
-            for s in samples
-        ]
+    test = load_test_set(data_dir, image_size)
+    index, samples, images, masks, labels, defects = (
+        test.index,
+        test.samples,
+        test.images,
+        test.masks,
+        test.labels,
+        test.defects,
     )
-    labels = np.array([s.label for s in samples], dtype=bool)
-    defects = np.array([s.defect for s in samples])
 
     if str(device).startswith("cuda"):
         torch.cuda.synchronize()

@@ -60,6 +60,7 @@ class ReverseDistillation(nn.Module):
             self.bottleneck.out_channels, teacher.channels, widths, config.student_blocks, config.embedding_stride
         )
         self.anomaly_map_generator = AnomalyMapGenerator(config.image_size, config.smoothing_sigma)
+        self.anomaly_map_generator.reset_fusion(config.fusion_weights)
         self.weights_info: WeightsInfo = teacher.weights_info
 
     def train(self, mode: bool = True) -> ReverseDistillation:

@@ -176,7 +176,8 @@ def train_detector(
         on_epoch: Called after each epoch with the history entry (e.g. to log metrics to MLflow).
         labelled_dir: Optional MVTec-layout folder whose ``test/`` images (with ``ground_truth``) are used to set
             F1-optimal thresholds instead of the normal-only rule. Never the evaluation set.
-        fit_fusion: Fit the fusion weights on synthetic anomalies (otherwise they stay equal).
+        fit_fusion: Fit the fusion weights on synthetic anomalies (otherwise they stay equal); never done when
+            ``config.fusion_weights`` fixes them.
         fusion_images: Synthetic anomalies drawn for the fusion fit.
 
     Returns:
@@ -269,7 +270,7 @@ def train_detector(
 
     fusion: dict[str, Any] = {"fitted": False, "weights": model.anomaly_map_generator.fusion_weights}
     fusion_start = time.perf_counter()
-    if fit_fusion:
+    if fit_fusion and config.fusion_weights is None:
         fit = fit_fusion_weights(model, train_images, n_images=fusion_images, batch_size=batch_size, seed=seed)
         fusion = {"fitted": True, **fit.to_dict()}
     fusion_seconds = time.perf_counter() - fusion_start
