@@ -225,12 +225,15 @@ def ingest(
             ("ingested", summary["ingested"]),
             ("duplicate", summary["duplicate"]),
             ("quarantined", summary["quarantined"]),
+            ("refused (changed since ingest)", len(summary["refused"])),
             ("manifest", summary["manifest"]),
             ("store", summary["store"]),
         ],
     )
     for path, reason in summary["quarantine_reasons"].items():
         console.print(f"  [yellow]quarantined[/] {path}: {reason}", soft_wrap=True)
+    for path, reason in summary["refused"].items():
+        console.print(f"  [red]refused[/] {path}: {reason}", soft_wrap=True)
 
 
 def _known_errors() -> tuple[type[Exception], ...]:
