@@ -613,6 +613,47 @@ def models(home: HomeOption = None) -> None:
     console.print(table)
 
 
+@app.command()
+def verify(
+    shift: Annotated[str, typer.Option("--shift", help="Shift to check.")],
+    home: HomeOption = None,
+    dask_address: DaskAddressOption = None,
+    workers: WorkersOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Check a shift's stored frames and heatmaps against their checksums; exit 1 and say how to repair damage."""
+    from flows.verify import NothingToVerify, verify_shift
+    from storage.settings import load_settings
+
+    _configure_logging(verbose)
+    settings = guarded(lambda: load_settings(home))
+    try:
+        summary = guarded(
+            lambda: run_flow(verify_shift, settings, dask_address, workers, shift_id=shift, home=str(settings.home))
+        )
+    except NothingToVerify as error:
+        raise fail(str(error)) from error
+    damaged = {**summary["damaged_frames"], **summary["damaged_heatmaps"]}
+    print_table(
+        f"shift {shift} verified",
+        [
+            ("frames checked", summary["frames_checked"]),
+            ("heatmaps checked", summary["heatmaps_checked"]),
+            ("damaged frames", len(summary["damaged_frames"])),
+            ("damaged heatmaps", len(summary["damaged_heatmaps"])),
+        ],
+    )
+    for kind, problems in (("frame", summary["damaged_frames"]), ("heatmap", summary["damaged_heatmaps"])):
+        for image_id, problem in problems.items():
+            console.print(f"  [red]damaged {kind}[/] {image_id}: {problem}", soft_wrap=True)
+    if summary["repair_frames"]:
+        console.print(f"restore the damaged frames from their sources: {summary['repair_frames']}", soft_wrap=True)
+    if summary["repair_heatmaps"]:
+        console.print(f"score the frames with damaged heatmaps again: {summary['repair_heatmaps']}", soft_wrap=True)
+    if damaged:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Entry point for ``python -m flows.cli``."""
     app()

@@ -58,7 +58,7 @@ def ingest_shift(
     results_dir = settings.results_dir(shift_id)
     previous = read_manifest(results_dir)
     store = FrameStore(settings.store_path)
-    store.ensure_shift(shift_id)
+    store.ensure_shift(shift_id, source=str(root))
 
     hash_batches = batches(paths, 64)
     hash_futures = [hash_files.submit(str(root), chunk) for chunk in hash_batches]
