@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from flows.progress import enable_progress
@@ -58,7 +59,7 @@ VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefe
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print ``message`` as an error and return the exit to raise."""
-    error_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    error_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -112,11 +113,11 @@ def run_local_flow(flow: Any, **parameters: Any) -> Any:
 
 def print_table(title: str, rows: list[tuple[str, Any]]) -> None:
     """A two-column summary table."""
-    table = Table(title=title, show_header=False, title_justify="left")
+    table = Table(title=escape(title), show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
     for key, value in rows:
-        table.add_row(key, str(value))
+        table.add_row(escape(str(key)), escape(str(value)))
     console.print(table)
 
 
@@ -205,7 +206,7 @@ def ingest(
         root = resolve_source_dir(src)
         if not list_source_files(root):
             raise SourceError(f"source folder {root} holds no files (dotfiles are ignored); check the path")
-        settings = load_settings(home)
+        settings = load_settings(home).ensure()
     except (InvalidShiftId, SourceError, SettingsError) as error:
         raise fail(str(error)) from error
     summary = run_flow(
@@ -231,9 +232,9 @@ def ingest(
         ],
     )
     for path, reason in summary["quarantine_reasons"].items():
-        console.print(f"  [yellow]quarantined[/] {path}: {reason}", soft_wrap=True)
+        console.print(f"  [yellow]quarantined[/] {escape(path)}: {escape(reason)}", soft_wrap=True)
     for path, reason in summary["refused"].items():
-        console.print(f"  [red]refused[/] {path}: {reason}", soft_wrap=True)
+        console.print(f"  [red]refused[/] {escape(path)}: {escape(reason)}", soft_wrap=True)
 
 
 def _known_errors() -> tuple[type[Exception], ...]:
@@ -458,7 +459,7 @@ def score(
     from storage.settings import load_settings
 
     _configure_logging(verbose)
-    settings = guarded(lambda: load_settings(home))
+    settings = guarded(lambda: load_settings(home).ensure())
     if not one_stage:
         check_model(home, segmenter, "segmenter")
     check_model(home, detector, "detector")
@@ -518,7 +519,7 @@ def promote(
         )
     )
     verdict = "[green]promoted[/]" if result["promoted"] else "[red]refused[/]"
-    console.print(f"{model} v{result['challenger_version']}: {verdict}: {result['reason']}", soft_wrap=True)
+    console.print(f"{model} v{result['challenger_version']}: {verdict}: {escape(result['reason'])}", soft_wrap=True)
     table = Table(title="evaluation on the fixed set", title_justify="left")
     table.add_column("metric")
     table.add_column(f"challenger v{result['challenger_version']}")
@@ -626,7 +627,7 @@ def verify(
     from storage.settings import load_settings
 
     _configure_logging(verbose)
-    settings = guarded(lambda: load_settings(home))
+    settings = guarded(lambda: load_settings(home).ensure())
     try:
         summary = guarded(
             lambda: run_flow(verify_shift, settings, dask_address, workers, shift_id=shift, home=str(settings.home))
@@ -645,9 +646,11 @@ def verify(
     )
     for kind, problems in (("frame", summary["damaged_frames"]), ("heatmap", summary["damaged_heatmaps"])):
         for image_id, problem in problems.items():
-            console.print(f"  [red]damaged {kind}[/] {image_id}: {problem}", soft_wrap=True)
+            console.print(f"  [red]damaged {kind}[/] {image_id}: {escape(problem)}", soft_wrap=True)
     if summary["repair_frames"]:
-        console.print(f"restore the damaged frames from their sources: {summary['repair_frames']}", soft_wrap=True)
+        console.print(
+            f"restore the damaged frames from their sources: {escape(summary['repair_frames'])}", soft_wrap=True
+        )
     if summary["repair_heatmaps"]:
         console.print(f"score the frames with damaged heatmaps again: {summary['repair_heatmaps']}", soft_wrap=True)
     if damaged:

@@ -92,8 +92,13 @@ def dask_task_runner(
 def default_task_runner() -> DaskTaskRunner:
     """The task runner flows are declared with: Dask, from the environment's settings (used by deployments).
 
-    The command line replaces it per run with ``--dask-address`` and ``--workers``.
+    The command line replaces it per run with ``--dask-address`` and ``--workers``. It is built when a flow module
+    is imported, so a bad setting must not raise here: the flow's own ``load_settings`` reports it, and the
+    command line says what to fix before any flow runs.
     """
-    from storage.settings import load_settings
+    from storage.settings import SettingsError, load_settings
 
-    return dask_task_runner(load_settings())
+    try:
+        return dask_task_runner(load_settings())
+    except SettingsError:
+        return DaskTaskRunner()

@@ -464,3 +464,13 @@ def test_sixteen_bit_colour_png_and_multi_page_tiff(tmp_path: Path, home: Path, 
     np.testing.assert_array_equal(stored["pages-grey16.tif"], pages[0, ..., :1])
     assert "first of 2 pages kept" in manifest.loc["pages-rgb16.tif", "reason"]
     assert "first of 2 pages kept" in manifest.loc["pages-grey16.tif", "reason"]
+
+
+def test_file_names_with_rich_markup_are_printed_as_they_are(tmp_path: Path, prefect_api: str) -> None:
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "[bold red]loud.txt").write_text("not a frame")
+    (source / "[i]talic.txt").write_text("not a frame either")
+    result = runner.invoke(app, ["ingest", str(source), "--shift", "S1", "--home", str(tmp_path / "h")])
+    assert result.exit_code == 0, result.output
+    assert "[bold red]loud.txt" in result.output and "[i]talic.txt:" in result.output
