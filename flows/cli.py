@@ -209,15 +209,17 @@ def ingest(
         settings = load_settings(home).ensure()
     except (InvalidShiftId, SourceError, SettingsError) as error:
         raise fail(str(error)) from error
-    summary = run_flow(
-        ingest_shift,
-        settings,
-        dask_address,
-        workers,
-        source=str(root),
-        shift_id=shift,
-        home=str(settings.home),
-        max_pixels=max_pixels,
+    summary = guarded(
+        lambda: run_flow(
+            ingest_shift,
+            settings,
+            dask_address,
+            workers,
+            source=str(root),
+            shift_id=shift,
+            home=str(settings.home),
+            max_pixels=max_pixels,
+        )
     )
     print_table(
         f"shift {shift} ingested",
@@ -255,10 +257,17 @@ def check_model(home: Path | None, uri: str, kind: str) -> None:
     guarded(lambda: resolve_model(load_settings(home), uri, kind))
 
 
+BUSY_EXIT_CODE = 75  # EX_TEMPFAIL: another command holds the shift; the same command later will work
+
+
 def guarded(call: Any) -> Any:
-    """Run ``call``; the errors a user can fix become exit code 2 with their message."""
+    """Run ``call``; the errors a user can fix become exit code 2 with their message, a busy shift exit code 75."""
+    from storage.shift_lock import ShiftBusy
+
     try:
         return call()
+    except ShiftBusy as error:
+        raise fail(str(error), BUSY_EXIT_CODE) from error
     except _known_errors() as error:
         raise fail(str(error)) from error
 

@@ -21,7 +21,8 @@ from flows.runtime import default_task_runner
 from storage.frame_files import SourceError, list_source_files, resolve_source_dir
 from storage.frame_store import FrameStore
 from storage.ids import validate_shift_id
-from storage.settings import load_settings
+from storage.settings import Settings, load_settings
+from storage.shift_lock import shift_lock
 from storage.tables import MANIFEST_COLUMNS, read_manifest, write_manifest
 from tasks.hash_files import hash_files
 from tasks.ingest_frames import ingest_frames
@@ -47,11 +48,16 @@ def ingest_shift(
     Returns:
         Summary: counts per status, quarantine reasons, manifest path.
     """
-    logger = get_run_logger()
     validate_shift_id(shift_id)
     root = resolve_source_dir(source)
     settings = load_settings(home).ensure()
-    limit = max_pixels or settings.max_pixels
+    with shift_lock(settings.home, shift_id, f"ingest {root}"):
+        return _ingest(root, shift_id, settings, max_pixels or settings.max_pixels, batch_size)
+
+
+def _ingest(root: Path, shift_id: str, settings: Settings, limit: int, batch_size: int) -> dict[str, Any]:
+    """The work of :func:`ingest_shift`, done while the shift's lock is held."""
+    logger = get_run_logger()
     paths = list_source_files(root)
     if not paths:
         raise SourceError(f"source folder {root} holds no files (dotfiles are ignored); check the path")

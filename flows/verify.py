@@ -21,6 +21,7 @@ from flows.scoring import FINISHED, consolidate
 from storage.frame_store import FrameStore
 from storage.ids import validate_shift_id
 from storage.settings import load_settings
+from storage.shift_lock import shift_lock
 from storage.tables import read_manifest, write_manifest, write_scores
 from tasks.verify_arrays import verify_arrays
 
@@ -52,45 +53,46 @@ def verify_shift(shift_id: str, home: str | None = None, batch_size: int = 16) -
     """
     validate_shift_id(shift_id)
     settings = load_settings(home).ensure()
-    results_dir = settings.results_dir(shift_id)
-    manifest = read_manifest(results_dir)
-    if manifest.empty:
-        raise NothingToVerify(f"shift {shift_id} was never ingested in {settings.home}; check --shift and --home")
-    store = FrameStore(settings.store_path)
-    source = store.shift_source(shift_id) or "<the shift's source folder>"
-    repair_frames = f"defectflow ingest {source} --shift {shift_id}"
-    repair_heatmaps = f"defectflow score --shift {shift_id}"
+    with shift_lock(settings.home, shift_id, "verify"):
+        results_dir = settings.results_dir(shift_id)
+        manifest = read_manifest(results_dir)
+        if manifest.empty:
+            raise NothingToVerify(f"shift {shift_id} was never ingested in {settings.home}; check --shift and --home")
+        store = FrameStore(settings.store_path)
+        source = store.shift_source(shift_id) or "<the shift's source folder>"
+        repair_frames = f"defectflow ingest {source} --shift {shift_id}"
+        repair_heatmaps = f"defectflow score --shift {shift_id}"
 
-    stored = manifest["status"].isin(["ingested", "damaged"])
-    frames = _check(str(store.path), shift_id, "images", sorted(manifest.loc[stored, "image_id"]), batch_size)
-    if frames:
-        damaged = manifest["image_id"].isin(list(frames))
-        manifest.loc[damaged, "status"] = "damaged"
-        manifest.loc[damaged, "reason"] = [
-            f"damaged in the store: {frames[i]}; restore it with '{repair_frames}'"
-            for i in manifest.loc[damaged, "image_id"]
-        ]
-        write_manifest(results_dir, manifest)
+        stored = manifest["status"].isin(["ingested", "damaged"])
+        frames = _check(str(store.path), shift_id, "images", sorted(manifest.loc[stored, "image_id"]), batch_size)
+        if frames:
+            damaged = manifest["image_id"].isin(list(frames))
+            manifest.loc[damaged, "status"] = "damaged"
+            manifest.loc[damaged, "reason"] = [
+                f"damaged in the store: {frames[i]}; restore it with '{repair_frames}'"
+                for i in manifest.loc[damaged, "image_id"]
+            ]
+            write_manifest(results_dir, manifest)
 
-    scores = consolidate(results_dir)
-    finished = scores["status"].isin(FINISHED)
-    heatmaps = _check(str(store.path), shift_id, "heatmaps", sorted(scores.loc[finished, "image_id"]), batch_size)
-    if heatmaps:
-        damaged = scores["image_id"].isin(list(heatmaps))
-        scores.loc[damaged, ["score", "raw_score"]] = np.nan
-        scores.loc[damaged, "is_anomalous"] = False
-        scores.loc[damaged, "status"] = "failed"
-        scores.loc[damaged, "reason"] = [
-            f"heatmap damaged in the store: {heatmaps[i]}; score it again with '{repair_heatmaps}'"
-            for i in scores.loc[damaged, "image_id"]
-        ]
-        write_scores(results_dir, pd.DataFrame(scores))
-    return {
-        "shift_id": shift_id,
-        "frames_checked": int(stored.sum()),
-        "heatmaps_checked": int(finished.sum()),
-        "damaged_frames": frames,
-        "damaged_heatmaps": heatmaps,
-        "repair_frames": repair_frames if frames else None,
-        "repair_heatmaps": repair_heatmaps if heatmaps else None,
-    }
+        scores = consolidate(results_dir)
+        finished = scores["status"].isin(FINISHED)
+        heatmaps = _check(str(store.path), shift_id, "heatmaps", sorted(scores.loc[finished, "image_id"]), batch_size)
+        if heatmaps:
+            damaged = scores["image_id"].isin(list(heatmaps))
+            scores.loc[damaged, ["score", "raw_score"]] = np.nan
+            scores.loc[damaged, "is_anomalous"] = False
+            scores.loc[damaged, "status"] = "failed"
+            scores.loc[damaged, "reason"] = [
+                f"heatmap damaged in the store: {heatmaps[i]}; score it again with '{repair_heatmaps}'"
+                for i in scores.loc[damaged, "image_id"]
+            ]
+            write_scores(results_dir, pd.DataFrame(scores))
+        return {
+            "shift_id": shift_id,
+            "frames_checked": int(stored.sum()),
+            "heatmaps_checked": int(finished.sum()),
+            "damaged_frames": frames,
+            "damaged_heatmaps": heatmaps,
+            "repair_frames": repair_frames if frames else None,
+            "repair_heatmaps": repair_heatmaps if heatmaps else None,
+        }

@@ -474,3 +474,19 @@ def test_file_names_with_rich_markup_are_printed_as_they_are(tmp_path: Path, pre
     result = runner.invoke(app, ["ingest", str(source), "--shift", "S1", "--home", str(tmp_path / "h")])
     assert result.exit_code == 0, result.output
     assert "[bold red]loud.txt" in result.output and "[i]talic.txt:" in result.output
+
+
+def test_an_ingest_of_a_busy_shift_refuses_with_exit_75_and_writes_nothing(
+    bad_source: Path, tmp_path: Path, prefect_api: str
+) -> None:
+    from tests.pipeline import shift_held_by_another_process
+
+    home = tmp_path / "h"
+    arguments = ["ingest", str(bad_source), "--shift", "S1", "--home", str(home), "--workers", "1"]
+    with shift_held_by_another_process(home, "S1"):
+        result = runner.invoke(app, arguments)
+    output = result.output.replace("\n", " ")
+    assert result.exit_code == 75, output
+    assert "shift S1 is busy: 'ingest by the test' (pid" in output and "run this command again" in output
+    assert not (home / "results" / "S1" / "manifest.parquet").exists()
+    assert runner.invoke(app, arguments).exit_code == 0  # the lock goes with the process that held it

@@ -311,3 +311,15 @@ def test_zarr_heatmap_attributes_name_the_detector(workspace: Workspace, scored:
     attributes = zarr.open_array(settings.store_path / "shifts" / SHIFT / "heatmaps" / first["image_id"]).attrs
     assert attributes["detector_version"] == scored["detector_version"]
     assert isinstance(pd.Timestamp(first["scored_at"]), pd.Timestamp)
+
+
+def test_a_scoring_of_a_busy_shift_refuses_with_exit_75(workspace: Workspace) -> None:
+    from tests.pipeline import shift_held_by_another_process
+
+    ingest_copy(workspace, "busy", frames=1)
+    arguments = ["score", "--shift", "busy", "--home", str(workspace.home), "--workers", "1"]
+    with shift_held_by_another_process(workspace.home, "busy"):
+        result = CliRunner().invoke(app, arguments)
+    assert result.exit_code == 75, result.output
+    assert "shift busy is busy: 'ingest by the test'" in result.output.replace("\n", " ")
+    assert read_scores(load_settings(workspace.home).results_dir("busy")).empty
