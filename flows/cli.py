@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from flows.progress import enable_progress
@@ -70,7 +71,7 @@ EncoderWeightsOption = Annotated[
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print ``message`` as an error and return the exit to raise."""
-    error_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    error_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -124,11 +125,11 @@ def run_local_flow(flow: Any, **parameters: Any) -> Any:
 
 def print_table(title: str, rows: list[tuple[str, Any]]) -> None:
     """A two-column summary table."""
-    table = Table(title=title, show_header=False, title_justify="left")
+    table = Table(title=escape(title), show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
     for key, value in rows:
-        table.add_row(key, str(value))
+        table.add_row(escape(str(key)), escape(str(value)))
     console.print(table)
 
 
@@ -217,18 +218,20 @@ def ingest(
         root = resolve_source_dir(src)
         if not list_source_files(root):
             raise SourceError(f"source folder {root} holds no files (dotfiles are ignored); check the path")
-        settings = load_settings(home)
+        settings = load_settings(home).ensure()
     except (InvalidShiftId, SourceError, SettingsError) as error:
         raise fail(str(error)) from error
-    summary = run_flow(
-        ingest_shift,
-        settings,
-        dask_address,
-        workers,
-        source=str(root),
-        shift_id=shift,
-        home=str(settings.home),
-        max_pixels=max_pixels,
+    summary = guarded(
+        lambda: run_flow(
+            ingest_shift,
+            settings,
+            dask_address,
+            workers,
+            source=str(root),
+            shift_id=shift,
+            home=str(settings.home),
+            max_pixels=max_pixels,
+        )
     )
     print_table(
         f"shift {shift} ingested",
@@ -237,12 +240,15 @@ def ingest(
             ("ingested", summary["ingested"]),
             ("duplicate", summary["duplicate"]),
             ("quarantined", summary["quarantined"]),
+            ("refused (changed since ingest)", len(summary["refused"])),
             ("manifest", summary["manifest"]),
             ("store", summary["store"]),
         ],
     )
     for path, reason in summary["quarantine_reasons"].items():
-        console.print(f"  [yellow]quarantined[/] {path}: {reason}", soft_wrap=True)
+        console.print(f"  [yellow]quarantined[/] {escape(path)}: {escape(reason)}", soft_wrap=True)
+    for path, reason in summary["refused"].items():
+        console.print(f"  [red]refused[/] {escape(path)}: {escape(reason)}", soft_wrap=True)
 
 
 def _known_errors() -> tuple[type[Exception], ...]:
@@ -298,10 +304,17 @@ def check_model(home: Path | None, uri: str, kind: str) -> None:
     guarded(lambda: resolve_model(load_settings(home), uri, kind))
 
 
+BUSY_EXIT_CODE = 75  # EX_TEMPFAIL: another command holds the shift; the same command later will work
+
+
 def guarded(call: Any) -> Any:
-    """Run ``call``; the errors a user can fix become exit code 2 with their message."""
+    """Run ``call``; the errors a user can fix become exit code 2 with their message, a busy shift exit code 75."""
+    from storage.shift_lock import ShiftBusy
+
     try:
         return call()
+    except ShiftBusy as error:
+        raise fail(str(error), BUSY_EXIT_CODE) from error
     except _known_errors() as error:
         raise fail(str(error)) from error
 
@@ -529,7 +542,7 @@ def score(
     from storage.settings import load_settings
 
     _configure_logging(verbose)
-    settings = guarded(lambda: load_settings(home))
+    settings = guarded(lambda: load_settings(home).ensure())
     if not one_stage:
         check_model(home, segmenter, "segmenter")
     check_model(home, detector, "detector")
@@ -589,7 +602,7 @@ def promote(
         )
     )
     verdict = "[green]promoted[/]" if result["promoted"] else "[red]refused[/]"
-    console.print(f"{model} v{result['challenger_version']}: {verdict}: {result['reason']}", soft_wrap=True)
+    console.print(f"{model} v{result['challenger_version']}: {verdict}: {escape(result['reason'])}", soft_wrap=True)
     table = Table(title="evaluation on the fixed set", title_justify="left")
     table.add_column("metric")
     table.add_column(f"challenger v{result['challenger_version']}")
@@ -688,6 +701,49 @@ def models(home: HomeOption = None) -> None:
         for row in list_versions(settings, name):
             table.add_row(name, row["version"], ", ".join(row["aliases"]), row["run_id"], row["weights"])
     console.print(table)
+
+
+@app.command()
+def verify(
+    shift: Annotated[str, typer.Option("--shift", help="Shift to check.")],
+    home: HomeOption = None,
+    dask_address: DaskAddressOption = None,
+    workers: WorkersOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Check a shift's stored frames and heatmaps against their checksums; exit 1 and say how to repair damage."""
+    from flows.verify import NothingToVerify, verify_shift
+    from storage.settings import load_settings
+
+    _configure_logging(verbose)
+    settings = guarded(lambda: load_settings(home).ensure())
+    try:
+        summary = guarded(
+            lambda: run_flow(verify_shift, settings, dask_address, workers, shift_id=shift, home=str(settings.home))
+        )
+    except NothingToVerify as error:
+        raise fail(str(error)) from error
+    damaged = {**summary["damaged_frames"], **summary["damaged_heatmaps"]}
+    print_table(
+        f"shift {shift} verified",
+        [
+            ("frames checked", summary["frames_checked"]),
+            ("heatmaps checked", summary["heatmaps_checked"]),
+            ("damaged frames", len(summary["damaged_frames"])),
+            ("damaged heatmaps", len(summary["damaged_heatmaps"])),
+        ],
+    )
+    for kind, problems in (("frame", summary["damaged_frames"]), ("heatmap", summary["damaged_heatmaps"])):
+        for image_id, problem in problems.items():
+            console.print(f"  [red]damaged {kind}[/] {image_id}: {escape(problem)}", soft_wrap=True)
+    if summary["repair_frames"]:
+        console.print(
+            f"restore the damaged frames from their sources: {escape(summary['repair_frames'])}", soft_wrap=True
+        )
+    if summary["repair_heatmaps"]:
+        console.print(f"score the frames with damaged heatmaps again: {summary['repair_heatmaps']}", soft_wrap=True)
+    if damaged:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -1,7 +1,8 @@
 """Flow ``ingest_shift``: a folder of camera frames into the workspace's zarr store, with a manifest.
 
 The flow process only lists files and keeps small records; hashing, decoding and writing run on Dask workers,
-so memory stays flat however large the shift grows. Re-running the same ingest changes nothing.
+so memory stays flat however large the shift grows. Re-running the same ingest changes nothing; what a re-run
+does with changed files is decided in :mod:`flows.ingest_plan`.
 """
 
 from __future__ import annotations
@@ -14,48 +15,17 @@ import pandas as pd
 from prefect import flow, get_run_logger
 
 from flows.batching import batches
+from flows.ingest_plan import plan_ingest
 from flows.progress import track_futures
 from flows.runtime import default_task_runner
 from storage.frame_files import SourceError, list_source_files, resolve_source_dir
 from storage.frame_store import FrameStore
-from storage.ids import image_id_for, validate_shift_id
-from storage.settings import load_settings
+from storage.ids import validate_shift_id
+from storage.settings import Settings, load_settings
+from storage.shift_lock import shift_lock
 from storage.tables import MANIFEST_COLUMNS, read_manifest, write_manifest
 from tasks.hash_files import hash_files
 from tasks.ingest_frames import ingest_frames
-
-
-def _plan(
-    files: list[dict[str, Any]], previous: pd.DataFrame
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-    """Sort hashed files into (kept rows of earlier runs, rows decided here, jobs to decode).
-
-    The first file (in path order) with given bytes is decoded; later ones are ``duplicate`` of it, also across
-    runs. A file already in the manifest with the same bytes keeps its row untouched (idempotent re-run).
-    """
-    by_path = {row.source_path: row._asdict() for row in previous.itertuples(index=False)}
-    first_with_sha: dict[str, str] = {}
-    for row in previous.itertuples(index=False):
-        if row.status != "duplicate":
-            first_with_sha.setdefault(row.sha256, row.source_path)
-    kept, decided, jobs = [], [], []
-    for item in files:
-        path, sha = item["source_path"], item["sha256"]
-        earlier = by_path.get(path)
-        if earlier is not None and earlier["sha256"] == sha:
-            kept.append(earlier)
-            continue
-        base = {"image_id": image_id_for(path), "source_path": path, "sha256": sha, "bytes": item["bytes"]}
-        blank = {"height": None, "width": None, "channels": None, "dtype": None, "ingested_at": None}
-        if item["bytes"] == 0:
-            decided.append({**base, **blank, "status": "quarantined", "reason": "empty file (0 bytes)"})
-        elif sha in first_with_sha and first_with_sha[sha] != path:
-            reason = f"same bytes as {first_with_sha[sha]}"
-            decided.append({**base, **blank, "status": "duplicate", "reason": reason})
-        else:
-            first_with_sha[sha] = path
-            jobs.append(base)
-    return kept, decided, jobs
 
 
 @flow(name="ingest_shift", log_prints=True, task_runner=default_task_runner())
@@ -78,18 +48,23 @@ def ingest_shift(
     Returns:
         Summary: counts per status, quarantine reasons, manifest path.
     """
-    logger = get_run_logger()
     validate_shift_id(shift_id)
     root = resolve_source_dir(source)
     settings = load_settings(home).ensure()
-    limit = max_pixels or settings.max_pixels
+    with shift_lock(settings.home, shift_id, f"ingest {root}"):
+        return _ingest(root, shift_id, settings, max_pixels or settings.max_pixels, batch_size)
+
+
+def _ingest(root: Path, shift_id: str, settings: Settings, limit: int, batch_size: int) -> dict[str, Any]:
+    """The work of :func:`ingest_shift`, done while the shift's lock is held."""
+    logger = get_run_logger()
     paths = list_source_files(root)
     if not paths:
         raise SourceError(f"source folder {root} holds no files (dotfiles are ignored); check the path")
     results_dir = settings.results_dir(shift_id)
     previous = read_manifest(results_dir)
     store = FrameStore(settings.store_path)
-    store.ensure_shift(shift_id)
+    store.ensure_shift(shift_id, source=str(root))
 
     hash_batches = batches(paths, 64)
     hash_futures = [hash_files.submit(str(root), chunk) for chunk in hash_batches]
@@ -98,9 +73,15 @@ def ingest_shift(
         hashed.extend(future.result())
     hashed.sort(key=lambda item: item["source_path"])
 
-    kept, decided, jobs = _plan(hashed, previous)
-    logger.info("%d files: %d unchanged, %d to decode, %d decided", len(paths), len(kept), len(jobs), len(decided))
-    job_batches = batches(jobs, batch_size)
+    plan = plan_ingest(hashed, previous)
+    logger.info(
+        "%d files: %d unchanged, %d to decode, %d decided",
+        len(paths),
+        len(plan.kept),
+        len(plan.jobs),
+        len(plan.decided),
+    )
+    job_batches = batches(plan.jobs, batch_size)
     futures = [
         ingest_frames.submit(str(root), str(settings.store_path), shift_id, chunk, limit) for chunk in job_batches
     ]
@@ -108,9 +89,10 @@ def ingest_shift(
     for future in track_futures(futures, "ingesting", [len(c) for c in job_batches], "frames"):
         ingested.extend(future.result())
 
+    rows, new = plan.settle(ingested)
     listed = set(paths)
     vanished = [row for row in previous.to_dict("records") if row["source_path"] not in listed]
-    manifest = pd.DataFrame(kept + decided + ingested + vanished, columns=MANIFEST_COLUMNS)
+    manifest = pd.DataFrame(rows + vanished, columns=MANIFEST_COLUMNS)
     manifest_path = write_manifest(results_dir, manifest)
 
     counts = Counter(manifest["status"])
@@ -118,11 +100,12 @@ def ingest_shift(
     summary = {
         "shift_id": shift_id,
         "files": len(paths),
-        "new": len(decided) + len(ingested),
+        "new": new,
         "ingested": int(counts.get("ingested", 0)),
         "duplicate": int(counts.get("duplicate", 0)),
         "quarantined": int(counts.get("quarantined", 0)),
         "quarantine_reasons": dict(zip(quarantined["source_path"], quarantined["reason"], strict=True)),
+        "refused": plan.refused,
         "manifest": str(manifest_path),
         "store": str(Path(settings.store_path) / "shifts" / shift_id),
     }

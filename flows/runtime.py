@@ -13,23 +13,10 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import dask.config
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect_dask import DaskTaskRunner
 
 from storage.settings import Settings
-
-# No telemetry from an offline plant network.
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-# A busy machine can take longer than Prefect's default to start the temporary API server.
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-# Dask's nannies start workers with MALLOC_TRIM_THRESHOLD_=65536. Setting it turns off glibc's adaptive mmap
-# threshold, so every array over 128 KiB is a fresh mmap whose pages fault in on first touch: scoring a
-# 2048x1536 frame spent half its time in the kernel (3.2 against 6.9 frames/s per worker; docs/scoring.md). Our
-# default drops the variable; a value the user configures for Dask still wins (update_defaults keeps it).
-dask.config.update_defaults({"distributed": {"nanny": {"pre-spawn-environ": {"MALLOC_TRIM_THRESHOLD_": None}}}})
 
 
 @contextmanager
@@ -92,8 +79,13 @@ def dask_task_runner(
 def default_task_runner() -> DaskTaskRunner:
     """The task runner flows are declared with: Dask, from the environment's settings (used by deployments).
 
-    The command line replaces it per run with ``--dask-address`` and ``--workers``.
+    The command line replaces it per run with ``--dask-address`` and ``--workers``. It is built when a flow module
+    is imported, so a bad setting must not raise here: the flow's own ``load_settings`` reports it, and the
+    command line says what to fix before any flow runs.
     """
-    from storage.settings import load_settings
+    from storage.settings import SettingsError, load_settings
 
-    return dask_task_runner(load_settings())
+    try:
+        return dask_task_runner(load_settings())
+    except SettingsError:
+        return DaskTaskRunner()

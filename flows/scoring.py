@@ -24,6 +24,7 @@ from storage.ids import validate_shift_id
 from storage.registry import resolve_model, version_weights
 from storage.report import write_report
 from storage.settings import Settings, load_settings
+from storage.shift_lock import shift_lock
 from storage.tables import SCORE_COLUMNS, read_manifest, read_scores, write_scores
 from storage.tracking import EXPERIMENT_SCORING, log_metrics, log_params, tracked_run
 from tasks.model_cache import ModelRef
@@ -180,9 +181,24 @@ def nightly_scoring(
     Returns:
         Summary with counts, throughput, paths and the MLflow run id.
     """
-    logger = get_run_logger()
     settings = load_settings(home).ensure()
     shift_id = validate_shift_id(shift_id) if shift_id else latest_shift(settings)
+    with shift_lock(settings.home, shift_id, "score"):
+        return _score_shift(settings, shift_id, segmenter, detector, batch_size, one_stage, rescore, workers)
+
+
+def _score_shift(
+    settings: Settings,
+    shift_id: str,
+    segmenter: str,
+    detector: str,
+    batch_size: int,
+    one_stage: bool,
+    rescore: bool,
+    workers: int | None,
+) -> dict[str, Any]:
+    """The work of :func:`nightly_scoring`, done while the shift's lock is held."""
+    logger = get_run_logger()
     results_dir = settings.results_dir(shift_id)
     manifest = read_manifest(results_dir)
     image_ids = sorted(manifest.loc[manifest["status"] == "ingested", "image_id"])

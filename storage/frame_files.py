@@ -7,6 +7,8 @@ decompression bomb is refused from its header, before any pixel is decoded.
 from __future__ import annotations
 
 import hashlib
+import io
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,18 +33,36 @@ class DecodedFrame:
 
 
 def list_source_files(root: Path) -> list[str]:
-    """Every regular file below ``root`` except dotfiles and files in dot-folders, as sorted POSIX paths.
+    """Every file and symbolic link below ``root`` except dotfiles and dot-folders, as sorted POSIX paths.
 
-    Every listed file gets a manifest row, images or not, so that nothing a camera wrote vanishes silently.
+    Every listed entry gets a manifest row, images or not, so that nothing a camera wrote vanishes silently;
+    links to folders are listed (and quarantined) but not followed, so a link loop or a second path to the
+    same frames cannot ingest anything twice.
     """
     found: list[str] = []
     for path in root.rglob("*"):
         relative = path.relative_to(root)
         if any(part.startswith(".") for part in relative.parts):
             continue
-        if path.is_file():
+        if path.is_file() or path.is_symlink():
             found.append(relative.as_posix())
     return sorted(found)
+
+
+def vanished_reason() -> str:
+    """Quarantine reason of a file that was listed but is gone when it is read."""
+    return "vanished: the file was removed after the shift was listed; re-run the ingest if it comes back"
+
+
+def not_a_file_reason(path: Path) -> str | None:
+    """Why a listed entry cannot be read as a file (link to a folder, dangling link, gone), or ``None``."""
+    if path.is_symlink() and path.is_dir():
+        return f"symbolic link to a folder ({os.readlink(path)}), not followed; ingest the folder it points to"
+    if path.is_symlink() and not path.exists():
+        return f"dangling symbolic link to {os.readlink(path)} (the target does not exist)"
+    if not path.exists():
+        return vanished_reason()
+    return None
 
 
 def sha256_of(path: Path) -> str:
@@ -62,27 +82,58 @@ def _check_pixel_budget(width: int, height: int, max_pixels: int) -> None:
         )
 
 
-def _from_tifffile(path: Path, max_pixels: int) -> DecodedFrame | None:
+def _pages_note(count: int) -> str:
+    return f"first of {count} pages kept"
+
+
+def _from_tifffile(data: bytes, max_pixels: int) -> DecodedFrame | None:
     """16-bit colour TIFFs, which Pillow would reduce to 8 bit; ``None`` means Pillow can decode the file."""
     import tifffile
 
     try:
-        with tifffile.TiffFile(path) as tif:
+        with tifffile.TiffFile(io.BytesIO(data)) as tif:
             page = tif.pages[0]
             shape, dtype = page.shape, page.dtype
             if not (dtype == np.uint16 and len(shape) == 3 and shape[-1] in (3, 4)):
                 return None
             _check_pixel_budget(shape[1], shape[0], max_pixels)
             pixels = page.asarray()
+            pages = len(tif.pages)
     except FrameRejected:
         raise
     except Exception:
         return None  # let Pillow report what is wrong with the file
     conversions = ["16-bit colour TIFF decoded with tifffile (Pillow would reduce it to 8 bit)"]
+    if pages > 1:
+        conversions.append(_pages_note(pages))
     if pixels.shape[-1] == 4:
         pixels = pixels[..., :3]
         conversions.append("alpha channel dropped")
     return DecodedFrame(np.ascontiguousarray(pixels), conversions)
+
+
+# Pillow unpacks 16-bit colour PNG samples to 8 bit: the big-endian rawmode keeps each sample's high byte, the
+# little-endian one (same bits per pixel, so the same PNG unfiltering) keeps the low byte. Two decodes give both.
+_PNG16_RAWMODES = {"RGB;16B": ("RGB", "RGB;16L"), "RGBA;16B": ("RGBA", "RGBA;16L")}
+
+
+def _png16_byte(data: bytes, rawmode: str) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as image:
+        image.tile = [tile._replace(args=rawmode) for tile in image.tile]
+        image.load()
+        return np.asarray(ImageOps.exif_transpose(image))
+
+
+def _from_png16(data: bytes, rawmode: str, conversions: list[str]) -> np.ndarray:
+    """All 16 bits of a 16-bit colour PNG as (y, x, 3) uint16 (Pillow alone would keep the high byte)."""
+    _, low_rawmode = _PNG16_RAWMODES[rawmode]
+    high = _png16_byte(data, rawmode).astype(np.uint16)
+    low = _png16_byte(data, low_rawmode)
+    pixels = (high << 8) | low
+    if pixels.shape[-1] == 4:
+        conversions.append("alpha channel dropped")
+        pixels = pixels[..., :3]
+    return np.ascontiguousarray(pixels)
 
 
 def _to_array(image: Image.Image, conversions: list[str]) -> np.ndarray:
@@ -115,24 +166,44 @@ def _to_array(image: Image.Image, conversions: list[str]) -> np.ndarray:
     return np.ascontiguousarray(pixels)
 
 
-def decode_frame(path: Path, max_pixels: int) -> DecodedFrame:
+def _read_source(path: Path, expected_sha256: str | None) -> bytes:
+    """The file's bytes, read once, so that what is decoded is what was hashed."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as error:
+        raise FrameRejected(vanished_reason()) from error
+    if expected_sha256 and hashlib.sha256(data).hexdigest() != expected_sha256:
+        raise FrameRejected(
+            "changed while being ingested (its bytes differ from the hash taken moments before); "
+            "re-run the ingest once the camera has finished writing it"
+        )
+    return data
+
+
+def decode_frame(path: Path, max_pixels: int, expected_sha256: str | None = None) -> DecodedFrame:
     """Decode one frame the way Pillow does, with the EXIF orientation applied.
 
-    Grey frames become (y, x, 1), colour frames (y, x, 3); the dtype stays uint8 or uint16. Alpha is dropped
-    and every such change is listed in ``conversions``.
+    Grey frames become (y, x, 1), colour frames (y, x, 3); the dtype stays uint8 or uint16 (16-bit colour PNG
+    and TIFF included). Alpha is dropped and every such change is listed in ``conversions``.
+
+    Args:
+        path: The source file.
+        max_pixels: Frames whose header declares more pixels are refused before decoding.
+        expected_sha256: The hash the file had when it was listed; other bytes now are refused.
 
     Raises:
-        FrameRejected: With the reason, for empty, truncated, unreadable, oversized or unsupported files.
+        FrameRejected: With the reason, for empty, vanished, changed, truncated, unreadable, oversized or
+            unsupported files.
     """
-    size = path.stat().st_size
-    if size == 0:
-        raise FrameRejected("empty file (0 bytes)")
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         raise FrameRejected(
             f"not a frame: extension {path.suffix or '(none)'!r} is not one of {', '.join(sorted(IMAGE_SUFFIXES))}"
         )
+    data = _read_source(path, expected_sha256)
+    if not data:
+        raise FrameRejected("empty file (0 bytes)")
     if path.suffix.lower() in _TIFF_SUFFIXES:
-        decoded = _from_tifffile(path, max_pixels)
+        decoded = _from_tifffile(data, max_pixels)
         if decoded is not None:
             return decoded
     conversions: list[str] = []
@@ -141,12 +212,16 @@ def decode_frame(path: Path, max_pixels: int) -> DecodedFrame:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            with Image.open(path) as image:
+            with Image.open(io.BytesIO(data)) as image:
                 _check_pixel_budget(image.width, image.height, max_pixels)
                 frames = getattr(image, "n_frames", 1)
                 if frames > 1:
-                    conversions.append(f"first of {frames} frames kept")
-                if any(";16" in str(tile.args) for tile in image.tile) and image.mode in ("RGB", "RGBA"):
+                    conversions.append(_pages_note(frames))
+                rawmodes = {str(tile.args) for tile in image.tile}
+                png16 = next(iter(rawmodes)) if image.format == "PNG" and rawmodes <= set(_PNG16_RAWMODES) else None
+                if png16:
+                    return DecodedFrame(_from_png16(data, png16, conversions), conversions)
+                if any(";16" in mode for mode in rawmodes) and image.mode in ("RGB", "RGBA"):
                     conversions.append("16-bit colour reduced to 8 bit by Pillow")
                 image.load()
                 orientation = image.getexif().get(0x0112, 1)

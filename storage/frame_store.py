@@ -5,11 +5,14 @@ Layout (zarr format 3, one group per shift)::
     store.zarr/shifts/<shift>/images/<image_id>     (y, x, c) uint8|uint16, zstd, chunks <= 1024x1024
     store.zarr/shifts/<shift>/heatmaps/<image_id>   (y, x) float16, chunked like the image
 
-Arrays are written whole by one worker each, so concurrent writers never touch the same chunk.
+Arrays are written whole by one worker each, so concurrent writers never touch the same chunk. Each array carries
+the SHA-256 of its full pixel content in its attribute ``pixel_sha256``, taken when it is written: zarr reads a
+missing chunk as its fill value without complaint, and the checksum is what tells a damaged frame from a black one.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,29 @@ from zarr.codecs import ZstdCodec
 
 MAX_CHUNK = 1024
 _COMPRESSOR = ZstdCodec(level=3)
+CHECKSUM_ATTRIBUTE = "pixel_sha256"
+
+
+class DamagedArray(Exception):
+    """A stored frame or heatmap whose pixels differ from the checksum written with them; the message says what."""
+
+
+def pixel_digest(pixels: np.ndarray) -> str:
+    """SHA-256 of an array's shape, dtype and C-order bytes."""
+    digest = hashlib.sha256(f"{pixels.shape}{pixels.dtype.str}".encode())
+    digest.update(np.ascontiguousarray(pixels).data)
+    return digest.hexdigest()
+
+
+def check_pixels(array: zarr.Array, pixels: np.ndarray) -> str | None:
+    """Why ``pixels`` (read from ``array``) are not what was written, or ``None`` when they match.
+
+    Arrays written before checksums were recorded have nothing to check against and pass.
+    """
+    expected = array.attrs.get(CHECKSUM_ATTRIBUTE)
+    if expected is None or pixel_digest(pixels) == expected:
+        return None
+    return "stored pixels do not match the checksum written with them (a chunk is missing or damaged)"
 
 
 def chunk_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -39,19 +65,27 @@ class FrameStore:
     def _root(self, mode: str = "a") -> zarr.Group:
         return zarr.open_group(self.path, mode=mode)
 
-    def ensure_shift(self, shift_id: str) -> None:
-        """Create the shift's groups up front, so workers only ever create arrays."""
+    def ensure_shift(self, shift_id: str, source: str | None = None) -> None:
+        """Create the shift's groups up front, so workers only ever create arrays; remember the source folder."""
         root = self._root("a")
         shift = root.require_group(f"shifts/{shift_id}")
         shift.require_group("images")
         shift.require_group("heatmaps")
+        if source is not None and shift.attrs.get("source") != source:
+            shift.attrs["source"] = source
+
+    def shift_source(self, shift_id: str) -> str | None:
+        """The folder the shift was last ingested from, if recorded."""
+        if not self.has_shift(shift_id):
+            return None
+        return zarr.open_group(self.path / "shifts" / shift_id, mode="r").attrs.get("source")
 
     def has_shift(self, shift_id: str) -> bool:
         """Whether any frame of ``shift_id`` was ever ingested."""
         return (self.path / "shifts" / shift_id / "images").is_dir()
 
     def write_image(self, shift_id: str, image_id: str, pixels: np.ndarray, attributes: dict[str, Any]) -> None:
-        """Write one frame whole (overwriting a partial array a killed worker may have left)."""
+        """Write one frame whole (overwriting a partial array a killed worker may have left), with its checksum."""
         group = zarr.open_group(self.path / "shifts" / shift_id / "images", mode="a")
         array = group.create_array(
             image_id,
@@ -60,7 +94,7 @@ class FrameStore:
             chunks=chunk_shape(pixels.shape),
             compressors=_COMPRESSOR,
             dimension_names=("y", "x", "c"),
-            attributes=attributes,
+            attributes={**attributes, CHECKSUM_ATTRIBUTE: pixel_digest(pixels)},
             overwrite=True,
         )
         array[...] = pixels
@@ -70,8 +104,36 @@ class FrameStore:
         return zarr.open_array(self.path / "shifts" / shift_id / "images" / image_id, mode="r")
 
     def read_image(self, shift_id: str, image_id: str) -> np.ndarray:
-        """All pixels of one frame."""
-        return self.image(shift_id, image_id)[...]
+        """All pixels of one frame, checked against the checksum written at ingest.
+
+        Raises:
+            DamagedArray: The pixels differ from what was written (a chunk is missing or damaged).
+        """
+        array = self.image(shift_id, image_id)
+        pixels = array[...]
+        problem = check_pixels(array, pixels)
+        if problem:
+            raise DamagedArray(
+                f"frame {image_id} of shift {shift_id}: {problem}; run 'defectflow verify --shift {shift_id}' "
+                "and re-run the ingest to restore it from its source"
+            )
+        return pixels
+
+    def array_problem(self, shift_id: str, kind: str, image_id: str) -> str | None:
+        """What is wrong with a stored frame (``kind="images"``) or heatmap (``"heatmaps"``), or ``None``.
+
+        Missing arrays, unreadable chunks and pixels that differ from their checksum are problems; an array
+        written before checksums were recorded is checked for readability only.
+        """
+        try:
+            array = zarr.open_array(self.path / "shifts" / shift_id / kind / image_id, mode="r")
+        except Exception as error:
+            return f"missing or unreadable array ({type(error).__name__}: {error})"
+        try:
+            pixels = array[...]
+        except Exception as error:
+            return f"unreadable chunk ({type(error).__name__}: {error})"
+        return check_pixels(array, pixels)
 
     def image_ids(self, shift_id: str) -> list[str]:
         """Ids of the frames stored for a shift, sorted."""
@@ -92,8 +154,12 @@ class FrameStore:
         """Write a full-resolution float16 heatmap: ``crop_map`` inside ``box``, zero elsewhere.
 
         Only the chunks that ``box`` touches are written; the rest stay the fill value (0), so a heatmap costs
-        storage in proportion to the scored region, not the frame.
+        storage in proportion to the scored region, not the frame. The checksum covers the whole map.
         """
+        full = np.zeros(shape, dtype=np.float16)
+        if box is not None and crop_map is not None:
+            y0, x0, y1, x1 = box
+            full[y0:y1, x0:x1] = crop_map
         group = zarr.open_group(self.path / "shifts" / shift_id / "heatmaps", mode="a")
         array = group.create_array(
             image_id,
@@ -103,12 +169,11 @@ class FrameStore:
             compressors=_COMPRESSOR,
             dimension_names=("y", "x"),
             fill_value=0.0,
-            attributes=attributes,
+            attributes={**attributes, CHECKSUM_ATTRIBUTE: pixel_digest(full)},
             overwrite=True,
         )
         if box is not None and crop_map is not None:
-            y0, x0, y1, x1 = box
-            array[y0:y1, x0:x1] = crop_map.astype(np.float16, copy=False)
+            array[y0:y1, x0:x1] = full[y0:y1, x0:x1]
 
     def heatmap(self, shift_id: str, image_id: str) -> zarr.Array:
         """The heatmap array, opened read-only."""

@@ -11,6 +11,8 @@ from pathlib import PurePosixPath
 
 SHIFT_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _SAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]")
+_MAX_CLEAN_LENGTH = 200
+_FOLDED_MARK = "---"  # never inside a clean id: see image_id_for
 
 
 class InvalidShiftId(ValueError):
@@ -27,27 +29,39 @@ def validate_shift_id(shift_id: str) -> str:
     return shift_id
 
 
-def image_id_for(relative_path: str) -> str:
-    """Stable, unique image id derived from a frame's path relative to the shift's source folder.
+def _is_clean(part: str) -> bool:
+    """Whether a path part can stand in an id as it is, so that splitting the id at ``--`` gives the parts back."""
+    return (
+        not _SAFE_CHARS.search(part)
+        and "--" not in part
+        and not part.startswith("-")
+        and not part.endswith("-")
+        and not part.startswith(("__", "."))
+    )
 
-    Folders become ``--``; a path that needed any character replaced (spaces, non-ASCII, a ``--`` of its own)
-    gets an 8-hex digest of the original path so that two paths never share an id. The same path always gives
-    the same id, on every machine.
+
+def image_id_for(relative_path: str) -> str:
+    """Stable, readable image id of a frame's path relative to the shift's source folder; injective over paths.
+
+    A path whose every part is clean (only ``[A-Za-z0-9._-]``, no ``--`` inside, no leading or trailing ``-``, no
+    leading ``__`` or ``.``) becomes its parts joined by ``--``, which splits back into the path. Any other path
+    is folded into such a name (characters replaced by ``_``, a leading ``__``/``.`` prefixed by ``f``, cut at
+    190 characters) and gets ``---`` and 12 hex digits of the path's SHA-256: a clean id never contains ``---``,
+    so a folded id cannot equal a clean one, and two folded ids differ unless their digests collide (the ingest
+    refuses that case with a reason rather than share an array).
 
     Examples:
         ``cam1/frame_0001.png`` -> ``cam1--frame_0001.png``;
-        ``cam 1/frame.png`` -> ``cam_1--frame.png-1f0c9a2b`` (digest shown is illustrative).
+        ``cam 1/frame.png`` -> ``cam_1--frame.png---<12 hex>``.
     """
     parts = PurePosixPath(relative_path).parts
     if not parts:
         raise ValueError("empty relative path has no image id")
-    cleaned = [_SAFE_CHARS.sub("_", part) for part in parts]
-    lossy = any(c != p for c, p in zip(cleaned, parts, strict=True)) or any("--" in p for p in parts)
-    image_id = "--".join(cleaned)
-    if image_id.startswith("__") or image_id.startswith("."):
-        image_id = "f" + image_id
-        lossy = True
-    if lossy or len(image_id) > 200:
-        digest = hashlib.sha256(relative_path.encode("utf-8")).hexdigest()[:8]
-        image_id = f"{image_id[:190]}-{digest}"
-    return image_id
+    image_id = "--".join(parts)
+    if all(_is_clean(part) for part in parts) and len(image_id) <= _MAX_CLEAN_LENGTH:
+        return image_id
+    folded = "--".join(_SAFE_CHARS.sub("_", part) for part in parts)
+    if folded.startswith(("__", ".")):
+        folded = "f" + folded
+    digest = hashlib.sha256(relative_path.encode("utf-8")).hexdigest()[:12]
+    return f"{folded[:190]}{_FOLDED_MARK}{digest}"

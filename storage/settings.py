@@ -13,6 +13,7 @@ runs on a workstation and on a Prefect worker pool with a multi-node Dask cluste
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,9 +35,11 @@ def _env_int(name: str, default: int | None) -> int | None:
     try:
         value = int(raw)
     except ValueError as error:
-        raise SettingsError(f"{name}={raw!r} is not a whole number; set it to e.g. {default}") from error
+        example = f"e.g. {default}" if default else "a positive whole number"
+        raise SettingsError(f"{name}={raw!r} is not a whole number; set it to {example} or unset it") from error
     if value <= 0:
-        raise SettingsError(f"{name}={raw!r} must be positive")
+        example = f"e.g. {default}" if default else "a positive whole number"
+        raise SettingsError(f"{name}={raw!r} must be positive; set it to {example} or unset it")
     return value
 
 
@@ -108,9 +111,21 @@ class Settings:
         return self.home / "models"
 
     def ensure(self) -> Settings:
-        """Create the workspace directories; returns ``self`` for chaining."""
-        self.home.mkdir(parents=True, exist_ok=True)
-        self.results_root.mkdir(parents=True, exist_ok=True)
+        """Create the workspace directories and check that they can be written; returns ``self`` for chaining.
+
+        Raises:
+            SettingsError: The workspace cannot be created or written (read-only, permissions, a file in the way).
+        """
+        try:
+            self.home.mkdir(parents=True, exist_ok=True)
+            self.results_root.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.results_root):
+                pass
+        except OSError as error:
+            raise SettingsError(
+                f"workspace {self.home} is not writable ({error.strerror or error}); "
+                "pass a writable --home (or DEFECTFLOW_HOME) or fix its permissions"
+            ) from error
         return self
 
 
@@ -125,7 +140,9 @@ def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
     """
     home_path = Path(home or os.environ.get("DEFECTFLOW_HOME") or DEFAULT_HOME).expanduser().resolve()
     if home_path.exists() and not home_path.is_dir():
-        raise SettingsError(f"workspace {home_path} exists and is not a directory; pass another --home")
+        raise SettingsError(
+            f"workspace {home_path} exists and is not a directory; pass another --home (or DEFECTFLOW_HOME)"
+        )
     tracking_uri = os.environ.get("MLFLOW_TRACKING_URI", "").strip() or f"sqlite:///{home_path / 'mlflow.db'}"
     eval_data = os.environ.get("DEFECTFLOW_EVAL_DATA", "").strip()
     seg_eval_data = os.environ.get("DEFECTFLOW_SEG_EVAL_DATA", "").strip()

@@ -33,8 +33,9 @@ def ingest_frames(
 ) -> list[dict[str, object]]:
     """Decode each file of ``jobs`` and write it as ``shifts/<shift>/images/<image_id>``.
 
-    A file that cannot be decoded is quarantined with its reason and does not stop the batch; an error of the
-    store itself (disk full, permissions) fails the task so that Prefect retries it.
+    A file that cannot be decoded (or vanished or changed since it was hashed) is quarantined with its reason and
+    does not stop the batch; an error of the store itself (disk full, permissions) fails the task so that
+    Prefect retries it.
 
     Args:
         source_root: The shift's source folder.
@@ -51,7 +52,7 @@ def ingest_frames(
     for job in jobs:
         path = Path(source_root) / str(job["source_path"])
         try:
-            decoded = decode_frame(path, max_pixels)
+            decoded = decode_frame(path, max_pixels, str(job["sha256"]))
         except FrameRejected as rejection:
             rows.append(_row(job, "quarantined", str(rejection)))
             continue

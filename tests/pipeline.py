@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,3 +114,25 @@ def build_workspace(root: Path) -> Workspace:
         source=str(shift_dir / "frames"), shift_id=SHIFT, home=str(home)
     )
     return Workspace(home=home, data=data, shift_dir=shift_dir)
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@contextmanager
+def shift_held_by_another_process(home: Path, shift: str) -> Iterator[None]:
+    """A separate Python process holds the shift's lock (as a running command would) until the block ends."""
+    hold = (
+        "import sys; from pathlib import Path; from storage.shift_lock import shift_lock\n"
+        f"with shift_lock(Path({str(home)!r}), {shift!r}, 'ingest by the test'):\n"
+        "    print('held', flush=True); sys.stdin.read()"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    holder = subprocess.Popen(
+        [sys.executable, "-c", hold], cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        yield
+    finally:
+        holder.communicate(timeout=30)

@@ -19,6 +19,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from flows.cli import app
+from flows.ingest import ingest_shift
 from flows.scoring import nightly_scoring
 from storage.frame_store import FrameStore
 from storage.registry import CHAMPION, alias_version
@@ -162,13 +163,55 @@ def test_bad_frames_get_a_status_and_do_not_stop_the_others(workspace: Workspace
     for chunk in chunk_dir.rglob("*"):
         if chunk.is_file():
             chunk.write_bytes(b"garbage")
+    blanked = manifest.loc["frame_00002.png", "image_id"]  # a lost chunk reads as zeros unless checked
+    _remove_chunks(settings.store_path / "shifts" / "bad" / "images" / blanked)
     summary = _score(workspace, "bad", batch_size=4)
     scores = read_scores(settings.results_dir("bad")).set_index("image_id")
     assert scores.loc[broken, "status"] == "failed"
     assert "cannot read frame" in scores.loc[broken, "reason"]
-    others = scores.drop(index=broken)
-    assert len(others) == 8 and set(others["status"]) <= {"scored", "no_component"}
-    assert summary["scored"] >= 1 and summary["failed"] == 1
+    assert scores.loc[blanked, "status"] == "failed" and np.isnan(scores.loc[blanked, "score"])
+    assert "checksum" in scores.loc[blanked, "reason"] and "defectflow verify" in scores.loc[blanked, "reason"]
+    others = scores.drop(index=[broken, blanked])
+    assert len(others) == 7 and set(others["status"]) <= {"scored", "no_component"}
+    assert summary["scored"] >= 1 and summary["failed"] == 2
+
+
+def _remove_chunks(array_dir: Path) -> None:
+    chunks = [path for path in (array_dir / "c").rglob("*") if path.is_file()]
+    assert chunks, array_dir
+    for chunk in chunks:
+        chunk.unlink()
+
+
+def test_verify_finds_damaged_frames_and_heatmaps_and_the_named_commands_repair_them(workspace: Workspace) -> None:
+    source = ingest_copy(workspace, "verify", frames=3)
+    settings = load_settings(workspace.home)
+    _score(workspace, "verify")
+    verify = ["verify", "--shift", "verify", "--home", str(workspace.home), "--workers", "2"]
+    assert CliRunner().invoke(app, verify).exit_code == 0
+    scores = read_scores(settings.results_dir("verify"))
+    frame, heatmap = sorted(scores.loc[scores["status"] == "scored", "image_id"])[:2]
+    arrays = settings.store_path / "shifts" / "verify"
+    original = FrameStore(settings.store_path).read_image("verify", frame)
+    _remove_chunks(arrays / "images" / frame)
+    _remove_chunks(arrays / "heatmaps" / heatmap)
+
+    result = CliRunner().invoke(app, verify)
+    output = result.output.replace("\n", " ")
+    assert result.exit_code == 1, output
+    assert f"damaged frame {frame}" in output and f"damaged heatmap {heatmap}" in output
+    assert f"defectflow ingest {source} --shift verify" in output and "defectflow score --shift verify" in output
+    manifest = read_manifest(settings.results_dir("verify")).set_index("image_id")
+    assert manifest.loc[frame, "status"] == "damaged"
+    assert read_scores(settings.results_dir("verify")).set_index("image_id").loc[heatmap, "status"] == "failed"
+
+    ingest_shift.with_options(task_runner=runner(workspace.home))(
+        source=str(source), shift_id="verify", home=str(workspace.home)
+    )
+    _score(workspace, "verify")
+    assert CliRunner().invoke(app, verify).exit_code == 0
+    np.testing.assert_array_equal(FrameStore(settings.store_path).read_image("verify", frame), original)
+    assert read_scores(settings.results_dir("verify")).set_index("image_id").loc[heatmap, "status"] == "scored"
 
 
 def _segmenter_that_finds_nothing(workspace: Workspace, directory: Path) -> Path:
@@ -269,3 +312,15 @@ def test_zarr_heatmap_attributes_name_the_detector(workspace: Workspace, scored:
     attributes = zarr.open_array(settings.store_path / "shifts" / SHIFT / "heatmaps" / first["image_id"]).attrs
     assert attributes["detector_version"] == scored["detector_version"]
     assert isinstance(pd.Timestamp(first["scored_at"]), pd.Timestamp)
+
+
+def test_a_scoring_of_a_busy_shift_refuses_with_exit_75(workspace: Workspace) -> None:
+    from tests.pipeline import shift_held_by_another_process
+
+    ingest_copy(workspace, "busy", frames=1)
+    arguments = ["score", "--shift", "busy", "--home", str(workspace.home), "--workers", "1"]
+    with shift_held_by_another_process(workspace.home, "busy"):
+        result = CliRunner().invoke(app, arguments)
+    assert result.exit_code == 75, result.output
+    assert "shift busy is busy: 'ingest by the test'" in result.output.replace("\n", " ")
+    assert read_scores(load_settings(workspace.home).results_dir("busy")).empty

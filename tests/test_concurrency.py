@@ -1,0 +1,79 @@
+"""Two commands at once on a fresh machine: real ``defectflow`` processes, each with its own temporary Prefect server.
+
+Prefect's default of 20 s to start a temporary API server is too short when two start at once on a busy
+machine; and two commands on the same shift must not both rewrite its tables.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from storage.frame_store import FrameStore
+from storage.tables import read_manifest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _environment(prefect_home: Path) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(prefect_home), PREFECT_LOGGING_LEVEL="WARNING", OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    return env
+
+
+def test_prefect_startup_timeout_is_set_before_prefect_reads_its_settings(tmp_path: Path) -> None:
+    check = (
+        "import flows.cli, flows.ingest, flows.runtime\n"
+        "from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS as timeout\n"
+        "print(timeout.value())"
+    )
+    env = _environment(tmp_path / "prefect")
+    result = subprocess.run([sys.executable, "-c", check], cwd=REPO, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert float(result.stdout.strip()) >= 120
+
+
+def test_two_ingests_of_one_shift_started_together_on_a_fresh_prefect_home(tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    source.mkdir()
+    rng = np.random.default_rng(3)
+    frames = {f"f{i:02d}.png": rng.integers(0, 255, (64, 96, 3), dtype=np.uint8) for i in range(12)}
+    for name, pixels in frames.items():
+        Image.fromarray(pixels).save(source / name)
+    home = tmp_path / "home"
+    command = [
+        sys.executable,
+        "-m",
+        "flows.cli",
+        "ingest",
+        str(source),
+        "--shift",
+        "S1",
+        "--home",
+        str(home),
+        "--workers",
+        "1",
+    ]
+    env = _environment(tmp_path / "fresh-prefect-home")
+    runs = [
+        subprocess.Popen(
+            [*command, "--workers", "1"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        for _ in range(2)
+    ]
+    results = [(run.wait(timeout=400), *(stream.decode() for stream in run.communicate())) for run in runs]
+    codes = sorted(code for code, _, _ in results)
+    assert codes in ([0, 0], [0, 75]), results
+    for code, _, stderr in results:
+        assert code == 0 or "shift S1 is busy" in stderr, stderr
+    manifest = read_manifest(home / "results" / "S1")
+    assert sorted(manifest["source_path"]) == sorted(frames) and (manifest["status"] == "ingested").all()
+    store = FrameStore(home / "store.zarr")
+    for row in manifest.itertuples(index=False):
+        np.testing.assert_array_equal(store.read_image("S1", row.image_id), frames[row.source_path])
