@@ -37,12 +37,24 @@ def level_maps(model, images: torch.Tensor, batch_size: int = 16) -> torch.Tenso
     return torch.cat([model.level_maps(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
 
 
+def per_defect(test, maps) -> dict[str, dict[str, float]]:
+    """Headline metrics of each defect type against the good images."""
+    scores = maps.reshape(len(maps), -1).max(axis=1)
+    good = test.defects == "good"
+    out = {}
+    for defect in sorted(set(test.defects) - {"good"}):
+        chosen = good | (test.defects == defect)
+        out[defect] = headline_metrics(test.labels[chosen], scores[chosen], test.masks[chosen], maps[chosen])
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print one row per fusion: image AUROC, pixel AUROC, AUPRO."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("package", type=Path, help="trained detector package directory")
     parser.add_argument("data", type=Path, help="MVTec-layout folder with test/ and ground_truth/")
     parser.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
+    parser.add_argument("--per-defect", default=None, metavar="FUSION", help="also per defect type for this row")
     args = parser.parse_args(argv)
     model, _, _ = load_detector(args.package)
     test = load_test_set(args.data, model.config.image_size)
@@ -55,12 +67,19 @@ def main(argv: list[str] | None = None) -> int:
         maps = torch.einsum("nlhw,l->nhw", levels, torch.tensor(used, dtype=levels.dtype)).numpy()
         metrics = headline_metrics(test.labels, maps.reshape(len(maps), -1).max(axis=1), test.masks, maps)
         row = {"fusion": name, "weights": [round(w, 3) for w in used], **metrics}
+        if name == args.per_defect:
+            row["per_defect"] = per_defect(test, maps)
         rows.append(row)
         print(
             f"{name:22s} {row['weights']!s:24s} {row['image_auroc']:11.4f} {row['pixel_auroc']:11.4f} "
             f"{row['aupro']:6.4f}",
             flush=True,
         )
+        for defect, values in row.get("per_defect", {}).items():
+            print(
+                f"  {defect:20s} {'':24s} {values['image_auroc']:11.4f} {values['pixel_auroc']:11.4f} "
+                f"{values['aupro']:6.4f}"
+            )
     if args.out:
         args.out.write_text(json.dumps(rows, indent=2))
     return 0

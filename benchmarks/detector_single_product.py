@@ -21,30 +21,17 @@ import numpy as np
 
 import synth.frame as frame_module
 from synth.background import draw_belt
-from synth.components import PartShape, make_part
 from synth.dataset import generate_dataset
-from synth.surface import Material, pick_material
 
 
-def fix_scene(product: int, belt: bool) -> None:
-    """Make every rendered frame show the same product (and belt); each frame's own generator still advances."""
-
-    def same_part(rng: np.random.Generator, long_side: float, family: str | None = None) -> PartShape:
-        rng.random()
-        return make_part(np.random.default_rng([product, 99]), long_side, family)
-
-    def same_material(rng: np.random.Generator) -> Material:
-        rng.random()
-        return pick_material(np.random.default_rng([product, 98]))
+def fix_belt(product: int) -> None:
+    """Make every rendered frame show the same belt too (the product itself is ``generate_dataset(product=...)``)."""
 
     def same_belt(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
         rng.random()
         return draw_belt(np.random.default_rng([product, 97]), size)
 
-    frame_module.make_part = same_part
-    frame_module.pick_material = same_material
-    if belt:
-        frame_module.draw_belt = same_belt
+    frame_module.draw_belt = same_belt
 
 
 def main() -> None:
@@ -54,9 +41,16 @@ def main() -> None:
     parser.add_argument("--product", type=int, default=0, help="which product (seed of its geometry and material)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    fix_scene(args.product, belt=args.fix == "product-belt")
+    if args.fix == "product-belt":
+        fix_belt(args.product)
     summary = generate_dataset(
-        args.out, train_good=200, test_good=40, test_defect_per_type=12, seg_images=0, seed=args.seed
+        args.out,
+        train_good=200,
+        test_good=40,
+        test_defect_per_type=12,
+        seg_images=0,
+        seed=args.seed,
+        product=args.product,
     )
     print(summary)
 

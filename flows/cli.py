@@ -57,6 +57,14 @@ WorkersOption = Annotated[
     typer.Option("--workers", min=1, help="LocalCluster worker processes (default: cores / 2, >= 2)."),
 ]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's and Dask's INFO logs.")]
+ProductOption = Annotated[
+    int | None,
+    typer.Option(
+        "--product",
+        min=0,
+        help="One product on the line: part geometry and material fixed to product N (default: a new part per frame).",
+    ),
+]
 _WEIGHTS_HELP = (
     "'pretrained' (default): {setting}, then DEFECTFLOW_WEIGHTS_DIR/<backbone>.pth, then timm's cache or hub; "
     "'timm'; a state-dict PATH; or 'none' (random initialisation: no pretrained features)."
@@ -140,6 +148,7 @@ def synth_shift(
     size: Annotated[tuple[int, int], typer.Option("--size", help="Frame height and width.")] = (1536, 2048),
     defect_rate: Annotated[float, typer.Option("--defect-rate", min=0.0, max=1.0)] = 0.2,
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    product: ProductOption = None,
 ) -> None:
     """Generate a synthetic shift: frames of machined components on a conveyor, some with defects."""
     from synth.shift import generate_shift
@@ -157,6 +166,7 @@ def synth_shift(
             defect_rate=defect_rate,
             seed=seed,
             progress=lambda _: next(done, None),
+            product=product,
         )
         for _ in done:
             pass
@@ -174,6 +184,7 @@ def synth_dataset(
     seg_images: Annotated[int, typer.Option("--seg-images", min=2)] = 80,
     size: Annotated[tuple[int, int], typer.Option("--size", help="Frame height and width.")] = (768, 1024),
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    product: ProductOption = None,
 ) -> None:
     """Generate training sets: component crops in the MVTec AD layout and a segmentation set."""
     from synth.dataset import generate_dataset
@@ -188,6 +199,7 @@ def synth_dataset(
             seg_images=seg_images,
             size=tuple(size),
             seed=seed,
+            product=product,
         )
     except ValueError as error:
         raise fail(str(error)) from error

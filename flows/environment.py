@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 import dask.config
+import distributed.config  # noqa: F401  (registers Dask's own defaults first: ours below must come after them)
 
 # No telemetry from an offline plant network.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -21,5 +22,6 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 # Dask's nannies start workers with MALLOC_TRIM_THRESHOLD_=65536. Setting it turns off glibc's adaptive mmap
 # threshold, so every array over 128 KiB is a fresh mmap whose pages fault in on first touch: scoring a
 # 2048x1536 frame spent half its time in the kernel (3.2 against 6.9 frames/s per worker; docs/scoring.md). Our
-# default drops the variable; a value the user configures for Dask still wins (update_defaults keeps it).
+# default drops the variable; a value the user configures for Dask still wins (update_defaults keeps it). It must
+# follow distributed's own defaults: registered later, those would replace ours ("new-defaults" priority).
 dask.config.update_defaults({"distributed": {"nanny": {"pre-spawn-environ": {"MALLOC_TRIM_THRESHOLD_": None}}}})

@@ -117,6 +117,7 @@ def generate_dataset(
     seg_long_side: int = 512,
     seed: int = 0,
     progress: Callable[[int], None] | None = None,
+    product: int | None = None,
 ) -> DatasetSummary:
     """Write the detector's MVTec-style crops and the segmenter's frame/mask pairs.
 
@@ -131,6 +132,8 @@ def generate_dataset(
             it, or kept at native size if they are already smaller.
         seed: random seed; same seed, same bytes.
         progress: called with the number of frames done so far (all splits together).
+        product: None for a new part in every frame; an integer for one product throughout (see
+            :func:`synth.frame.render_frame`).
 
     Returns:
         A summary of what was written.
@@ -165,16 +168,16 @@ def generate_dataset(
         return f"{i:0{max(3, len(str(n - 1)))}d}"
 
     for i in range(train_good):
-        crop, _ = crop_frame(render_frame(size, (seed, STREAM_TRAIN_GOOD, i)))
+        crop, _ = crop_frame(render_frame(size, (seed, STREAM_TRAIN_GOOD, i), product=product))
         write_rgb(mvtec / "train" / "good" / f"{stem(i, train_good)}.png", crop)
         tick()
     for i in range(test_good):
-        crop, _ = crop_frame(render_frame(size, (seed, STREAM_TEST_GOOD, i)))
+        crop, _ = crop_frame(render_frame(size, (seed, STREAM_TEST_GOOD, i), product=product))
         write_rgb(mvtec / "test" / "good" / f"{stem(i, test_good)}.png", crop)
         tick()
     for t, kind in enumerate(DEFECT_TYPES):
         for i in range(test_defect_per_type):
-            crop, mask = crop_frame(render_frame(size, (seed, STREAM_TEST_DEFECT + t, i), kind))
+            crop, mask = crop_frame(render_frame(size, (seed, STREAM_TEST_DEFECT + t, i), kind, product))
             name = stem(i, test_defect_per_type)
             write_rgb(mvtec / "test" / kind / f"{name}.png", crop)
             write_mask(mvtec / "ground_truth" / kind / f"{name}_mask.png", mask)
@@ -182,7 +185,7 @@ def generate_dataset(
 
     seg_plan = plan_defects(seg_images, SEG_DEFECT_RATE, seed, stream=STREAM_SEGMENTATION) if seg_images else []
     for i, kind in enumerate(seg_plan):
-        frame = render_frame(size, (seed, STREAM_SEGMENTATION, i), kind)
+        frame = render_frame(size, (seed, STREAM_SEGMENTATION, i), kind, product)
         name = f"seg_{i:05d}.png"
         image, region = frame.image, frame.region
         if (seg_h, seg_w) != size:

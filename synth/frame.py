@@ -87,14 +87,19 @@ def _rotate(arr: np.ndarray, angle: float, resample: Image.Resampling) -> np.nda
     return np.asarray(Image.fromarray(arr).rotate(angle, resample=resample, expand=True), dtype=np.uint8)
 
 
-def render_frame(size: tuple[int, int], key: Sequence[int], defect_type: str | None = None) -> Frame:
+def render_frame(
+    size: tuple[int, int], key: Sequence[int], defect_type: str | None = None, product: int | None = None
+) -> Frame:
     """Render one frame.
 
     Args:
         size: (height, width) in pixels.
         key: integers identifying the frame (e.g. ``(seed, index)``); the frame is a
-            deterministic function of ``key``, ``size`` and ``defect_type``.
+            deterministic function of ``key``, ``size``, ``defect_type`` and ``product``.
         defect_type: None for a good part, else one of ``DEFECT_TYPES``.
+        product: None draws a new part (family, proportions, material) for every frame; an integer fixes the
+            part's geometry and material to product number ``product``, as on a line that makes one product
+            (pose, lighting, belt, print marks and defects still vary per frame).
 
     Returns:
         The frame and its masks.
@@ -107,10 +112,18 @@ def render_frame(size: tuple[int, int], key: Sequence[int], defect_type: str | N
 
     # --- part geometry, pose and lighting direction (drawn first: independent of the defect)
     long_side = min(h, w) * rng.uniform(*LONG_SIDE_RANGE)
-    shape = make_part(rng, long_side)
+    if product is None:
+        shape = make_part(rng, long_side)
+    else:
+        rng.random()  # keeps the frame's own stream where it would be with a drawn part
+        shape = make_part(np.random.default_rng([product, 99]), long_side)
     if rng.random() < 0.15:
         shape.texture = "blasted"
-    material = pick_material(rng)
+    if product is None:
+        material = pick_material(rng)
+    else:
+        rng.random()
+        material = pick_material(np.random.default_rng([product, 98]))
     angle = float(rng.uniform(0, 360))
     light_frame = light_direction(rng)  # (dy, dx) in frame coordinates
     # Pillow rotates counter-clockwise on screen; express the light in the part's local frame.

@@ -101,6 +101,7 @@ def generate_shift(
     defect_rate: float = 0.2,
     seed: int = 0,
     progress: Callable[[int], None] | None = None,
+    product: int | None = None,
 ) -> ShiftSummary:
     """Write a shift of synthetic camera frames with labels and masks.
 
@@ -116,6 +117,8 @@ def generate_shift(
         progress: called with the number of frames done so far, after each frame (the PNG
             writes run one or two frames behind on a helper thread; all files are on disk when
             this function returns).
+        product: None for a new part in every frame; an integer for one product throughout (see
+            :func:`synth.frame.render_frame`).
 
     Returns:
         A summary of what was written.
@@ -140,7 +143,7 @@ def generate_shift(
     by_type = dict.fromkeys(DEFECT_TYPES, 0)
     with BackgroundWriter() as writer:
         for i, kind in enumerate(plan):
-            frame = render_frame(size, (seed, i), kind)
+            frame = render_frame(size, (seed, i), kind, product)
             name = f"frame_{i:05d}.png"
             writer.submit(_write_frame, frames_dir / name, dmask_dir / name, rmask_dir / name, frame)
             rows.append((name, "good" if kind is None else "defect", kind or ""))
