@@ -301,7 +301,11 @@ def resolve_weights_first(home: Path | None, role: str, backbone: str, requested
         flag = "--teacher-weights" if role == "teacher" else "--encoder-weights"
         console.print(
             f"[yellow]note:[/] the {role} ({backbone}) is randomly initialised ({flag} none): no pretrained "
-            "features; expect far weaker models than with ImageNet weights."
+            + (
+                "features; anomaly scores rest on random features, expect a far weaker detector."
+                if role == "teacher"
+                else "features; it trains from scratch."
+            )
         )
     else:
         console.print(f"{role} weights: {resolved if resolved != 'timm' else 'timm (cache or hub)'}")

@@ -296,3 +296,13 @@ def test_empty_belt_frames_are_deterministic() -> None:
     assert first.shape == (160, 200, 3) and first.dtype == np.uint8
     assert np.array_equal(first, again)
     assert not np.array_equal(first, render_empty_belt((160, 200), (4, 2)))
+
+
+def test_one_product_fixes_the_part_and_material_but_not_the_frame() -> None:
+    from synth.frame import render_frame
+
+    fixed = [render_frame((192, 256), (0, i), product=3) for i in range(4)]
+    drawn = [render_frame((192, 256), (0, i)) for i in range(12)]
+    assert len({(f.info["family"], f.info["material"]) for f in fixed}) == 1
+    assert len({(f.info["family"], f.info["material"]) for f in drawn}) > 1
+    assert not np.array_equal(fixed[0].image, fixed[1].image)
