@@ -8,6 +8,9 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 # Idle OpenMP threads must not spin: on a busy machine spinning made torch 10-20x slower (docs/segmenter.md).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -80,11 +83,42 @@ def _configure_logging(verbose: bool) -> None:
     enable_progress(console.is_terminal or os.environ.get("DEFECTFLOW_PROGRESS") == "1")
 
 
+@contextmanager
+def interruptible() -> Iterator[None]:
+    """End a command stopped by Ctrl-C or SIGTERM with exit code 128 + signal and a line on how to resume.
+
+    SIGTERM becomes the same exception as Ctrl-C, so both unwind through the flow engine (the run is marked
+    crashed), the Dask cluster and the temporary Prefect server, which are stopped instead of left running.
+    """
+    received: list[int] = []
+
+    def interrupt(signum: int, _frame: Any) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = {number: signal.signal(number, interrupt) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    except BaseException as error:
+        if not (received or isinstance(error, KeyboardInterrupt)):
+            raise
+        number = received[0] if received else signal.SIGINT
+        error_console.print(
+            f"interrupted by {signal.Signals(number).name}: what had finished is kept; "
+            "run the same command again to resume",
+            soft_wrap=True,
+        )
+        raise typer.Exit(128 + number) from None
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 def run_flow(flow: Any, settings: Any, address: str | None, cluster_workers: int | None, **parameters: Any) -> Any:
     """Run ``flow`` with a Dask task runner against the command's Prefect API."""
     from flows.runtime import dask_task_runner, prefect_api
 
-    with prefect_api():
+    with interruptible(), prefect_api():
         runner = dask_task_runner(settings, address=address, workers=cluster_workers)
         return flow.with_options(task_runner=runner)(**parameters)
 
@@ -107,7 +141,7 @@ def run_local_flow(flow: Any, **parameters: Any) -> Any:
     """Run a flow that needs no Dask cluster (training, evaluation, promotion) against the Prefect API."""
     from flows.runtime import prefect_api
 
-    with prefect_api():
+    with interruptible(), prefect_api():
         return flow(**parameters)
 
 
