@@ -9,6 +9,7 @@ import logging
 import os
 import shlex
 import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -90,6 +91,9 @@ def interruptible() -> Iterator[None]:
     SIGTERM becomes the same exception as Ctrl-C, so both unwind through the flow engine (the run is marked
     crashed), the Dask cluster and the temporary Prefect server, which are stopped instead of left running.
     """
+    if threading.current_thread() is not threading.main_thread():  # signal handlers belong to the main thread
+        yield
+        return
     received: list[int] = []
 
     def interrupt(signum: int, _frame: Any) -> None:
@@ -104,8 +108,8 @@ def interruptible() -> Iterator[None]:
             raise
         number = received[0] if received else signal.SIGINT
         error_console.print(
-            f"interrupted by {signal.Signals(number).name}: what had finished is kept; "
-            "run the same command again to resume",
+            f"interrupted by {signal.Signals(number).name}: run the same command again to resume "
+            "(an ingest or a scoring keeps what had finished and picks up where it stopped)",
             soft_wrap=True,
         )
         raise typer.Exit(128 + number) from None
