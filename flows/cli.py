@@ -247,6 +247,7 @@ def ingest(
         settings = load_settings(home).ensure()
     except (InvalidShiftId, SourceError, SettingsError) as error:
         raise fail(str(error)) from error
+    refuse_if_busy(settings, shift)
     summary = guarded(
         lambda: run_flow(
             ingest_shift,
@@ -308,6 +309,22 @@ def guarded(call: Any) -> Any:
         raise fail(str(error), BUSY_EXIT_CODE) from error
     except _known_errors() as error:
         raise fail(str(error)) from error
+
+
+def refuse_if_busy(settings: Any, shift: str | None) -> None:
+    """Exit 75 before any flow starts when another command holds the shift.
+
+    The flows take the shift's lock themselves; this check only spares the user the log of a refused flow run.
+    """
+    from storage.ids import validate_shift_id
+    from storage.shift_lock import shift_lock
+
+    def probe() -> None:
+        with shift_lock(settings.home, validate_shift_id(shift), "a check"):
+            pass
+
+    if shift:
+        guarded(probe)
 
 
 def _print_metrics(title: str, result: dict[str, Any], keys: list[str]) -> None:
@@ -507,6 +524,7 @@ def score(
 
     _configure_logging(verbose)
     settings = guarded(lambda: load_settings(home).ensure())
+    refuse_if_busy(settings, shift)
     if not one_stage:
         check_model(home, segmenter, "segmenter")
     check_model(home, detector, "detector")
@@ -675,6 +693,7 @@ def verify(
 
     _configure_logging(verbose)
     settings = guarded(lambda: load_settings(home).ensure())
+    refuse_if_busy(settings, shift)
     try:
         summary = guarded(
             lambda: run_flow(verify_shift, settings, dask_address, workers, shift_id=shift, home=str(settings.home))
