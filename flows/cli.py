@@ -8,6 +8,10 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 # Idle OpenMP threads must not spin: on a busy machine spinning made torch 10-20x slower (docs/segmenter.md).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -100,11 +104,45 @@ def _configure_logging(verbose: bool) -> None:
     enable_progress(console.is_terminal or os.environ.get("DEFECTFLOW_PROGRESS") == "1")
 
 
+@contextmanager
+def interruptible() -> Iterator[None]:
+    """End a command stopped by Ctrl-C or SIGTERM with exit code 128 + signal and a line on how to resume.
+
+    SIGTERM becomes the same exception as Ctrl-C, so both unwind through the flow engine (the run is marked
+    crashed), the Dask cluster and the temporary Prefect server, which are stopped instead of left running.
+    """
+    if threading.current_thread() is not threading.main_thread():  # signal handlers belong to the main thread
+        yield
+        return
+    received: list[int] = []
+
+    def interrupt(signum: int, _frame: Any) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = {number: signal.signal(number, interrupt) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    except BaseException as error:
+        if not (received or isinstance(error, KeyboardInterrupt)):
+            raise
+        number = received[0] if received else signal.SIGINT
+        error_console.print(
+            f"interrupted by {signal.Signals(number).name}: run the same command again to resume "
+            "(an ingest or a scoring keeps what had finished and picks up where it stopped)",
+            soft_wrap=True,
+        )
+        raise typer.Exit(128 + number) from None
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 def run_flow(flow: Any, settings: Any, address: str | None, cluster_workers: int | None, **parameters: Any) -> Any:
     """Run ``flow`` with a Dask task runner against the command's Prefect API."""
     from flows.runtime import dask_task_runner, prefect_api
 
-    with prefect_api():
+    with interruptible(), prefect_api():
         runner = dask_task_runner(settings, address=address, workers=cluster_workers)
         return flow.with_options(task_runner=runner)(**parameters)
 
@@ -127,7 +165,7 @@ def run_local_flow(flow: Any, **parameters: Any) -> Any:
     """Run a flow that needs no Dask cluster (training, evaluation, promotion) against the Prefect API."""
     from flows.runtime import prefect_api
 
-    with prefect_api():
+    with interruptible(), prefect_api():
         return flow(**parameters)
 
 
@@ -233,6 +271,7 @@ def ingest(
         settings = load_settings(home).ensure()
     except (InvalidShiftId, SourceError, SettingsError) as error:
         raise fail(str(error)) from error
+    refuse_if_busy(settings, shift)
     summary = guarded(
         lambda: run_flow(
             ingest_shift,
@@ -333,6 +372,22 @@ def guarded(call: Any) -> Any:
         raise fail(str(error), BUSY_EXIT_CODE) from error
     except _known_errors() as error:
         raise fail(str(error)) from error
+
+
+def refuse_if_busy(settings: Any, shift: str | None) -> None:
+    """Exit 75 before any flow starts when another command holds the shift.
+
+    The flows take the shift's lock themselves; this check only spares the user the log of a refused flow run.
+    """
+    from storage.ids import validate_shift_id
+    from storage.shift_lock import shift_lock
+
+    def probe() -> None:
+        with shift_lock(settings.home, validate_shift_id(shift), "a check"):
+            pass
+
+    if shift:
+        guarded(probe)
 
 
 def _print_metrics(title: str, result: dict[str, Any], keys: list[str]) -> None:
@@ -559,6 +614,7 @@ def score(
 
     _configure_logging(verbose)
     settings = guarded(lambda: load_settings(home).ensure())
+    refuse_if_busy(settings, shift)
     if not one_stage:
         check_model(home, segmenter, "segmenter")
     check_model(home, detector, "detector")
@@ -733,6 +789,7 @@ def verify(
 
     _configure_logging(verbose)
     settings = guarded(lambda: load_settings(home).ensure())
+    refuse_if_busy(settings, shift)
     try:
         summary = guarded(
             lambda: run_flow(verify_shift, settings, dask_address, workers, shift_id=shift, home=str(settings.home))

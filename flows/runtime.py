@@ -10,13 +10,87 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
+import dask.config
+from prefect.logging.handlers import APILogWorker
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect_dask import DaskTaskRunner
 
 from storage.settings import Settings
+
+# Dask's nannies start workers with MALLOC_TRIM_THRESHOLD_=65536. Setting it turns off glibc's adaptive mmap
+# threshold, so every array over 128 KiB is a fresh mmap whose pages fault in on first touch: scoring a
+# 2048x1536 frame spent half its time in the kernel (3.2 against 6.9 frames/s per worker; docs/scoring.md). Our
+# default drops the variable; a value the user configures for Dask still wins (update_defaults keeps it).
+dask.config.update_defaults({"distributed": {"nanny": {"pre-spawn-environ": {"MALLOC_TRIM_THRESHOLD_": None}}}})
+
+
+@contextmanager
+def children_ignore_ctrl_c() -> Iterator[None]:
+    """Start processes inside this block so that Ctrl-C does not reach them; only the command is interrupted.
+
+    Ctrl-C signals every process of the terminal's process group. The temporary Prefect server must outlive it
+    (the flow reports its crash there; without a server the report retries for minutes), and Dask workers that
+    took it would die with tracebacks. A child inherits SIGINT ignored (kept by Python and multiprocessing) and
+    blocked (kept even where a server installs its own handler, as uvicorn does). The command stops its children
+    itself. Inside the block (the seconds a server or cluster takes to start) the command ignores Ctrl-C too.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM that arrive inside the block and deliver them when it ends.
+
+    Submitting a task serialises Prefect's context with pydantic, which turns an interrupt raised inside it
+    (Ctrl-C, or Prefect's SIGTERM handler) into a serialisation error: the run then fails with that traceback
+    instead of ending as interrupted. Delivered after the block, the same signal interrupts cleanly.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    handlers = {number: signal.signal(number, lambda n, _f: pending.append(n)) for number in _STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+        for number in dict.fromkeys(pending):
+            os.kill(os.getpid(), number)
+
+
+class _CommandTaskRunner(DaskTaskRunner):
+    """The ``DaskTaskRunner`` of a command: submits without being torn by a signal (see :func:`signals_deferred`),
+    and starts a ``LocalCluster`` whose workers do not take Ctrl-C (see :func:`children_ignore_ctrl_c`)."""
+
+    @property
+    def client(self) -> Any:
+        if self._client is not None or self.address:  # no window in which Ctrl-C is ignored once started
+            return super().client
+        with children_ignore_ctrl_c():
+            return super().client
+
+    def submit(self, *args: Any, **kwargs: Any) -> Any:
+        with signals_deferred():
+            return super().submit(*args, **kwargs)
 
 
 @contextmanager
@@ -34,12 +108,19 @@ def prefect_api() -> Iterator[str]:
     from prefect.server.api.server import SubprocessASGIServer
 
     server = SubprocessASGIServer()
-    server.start()
+    with children_ignore_ctrl_c():  # the flow reports its crash to the server after a Ctrl-C, so it must outlive one
+        server.start()
     url = server.api_url
     os.environ["PREFECT_API_URL"] = url
     try:
         with temporary_settings({PREFECT_API_URL: url}):
             yield url
+    except BaseException:
+        # Now: a process ended by a signal may never reach the stop Prefect registers for exit. The run's last
+        # logs go to the server first.
+        APILogWorker.drain_all(timeout=5)
+        server.stop()
+        raise
     finally:
         os.environ.pop("PREFECT_API_URL", None)
 
@@ -63,9 +144,9 @@ def dask_task_runner(
     """
     address = address or settings.dask_address
     if address:
-        return DaskTaskRunner(address=address)
+        return _CommandTaskRunner(address=address)
     logging.getLogger("distributed").setLevel(logging.WARNING)
-    return DaskTaskRunner(
+    return _CommandTaskRunner(
         cluster_kwargs={
             "n_workers": local_worker_count(settings, workers),
             "threads_per_worker": threads_per_worker,

@@ -23,6 +23,7 @@ from flows.runtime import dask_task_runner
 from storage.frame_store import FrameStore
 from storage.ids import image_id_for
 from storage.settings import load_settings
+from storage.shift_lock import ShiftBusy
 from storage.tables import read_manifest
 
 RNG = np.random.default_rng(7)
@@ -485,8 +486,11 @@ def test_an_ingest_of_a_busy_shift_refuses_with_exit_75_and_writes_nothing(
     arguments = ["ingest", str(bad_source), "--shift", "S1", "--home", str(home), "--workers", "1"]
     with shift_held_by_another_process(home, "S1"):
         result = runner.invoke(app, arguments)
+        with pytest.raises(ShiftBusy, match="shift S1 is busy"):  # the flow itself, as a deployment runs it
+            _run(bad_source, home)
     output = result.output.replace("\n", " ")
     assert result.exit_code == 75, output
     assert "shift S1 is busy: 'ingest by the test' (pid" in output and "run this command again" in output
+    assert "Traceback" not in output
     assert not (home / "results" / "S1" / "manifest.parquet").exists()
     assert runner.invoke(app, arguments).exit_code == 0  # the lock goes with the process that held it

@@ -1,17 +1,22 @@
-"""Two commands at once on a fresh machine: real ``defectflow`` processes, each with its own temporary Prefect server.
+"""Real ``defectflow`` processes, each with its own temporary Prefect server: two at once, and signals.
 
 Prefect's default of 20 s to start a temporary API server is too short when two start at once on a busy
-machine; and two commands on the same shift must not both rewrite its tables.
+machine; two commands on the same shift must not both rewrite its tables; and a command stopped by SIGTERM or
+Ctrl-C must stop its server and workers, exit with 128 + the signal and say how to resume.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
+import psutil
+import pytest
 from PIL import Image
 
 from storage.frame_store import FrameStore
@@ -77,3 +82,52 @@ def test_two_ingests_of_one_shift_started_together_on_a_fresh_prefect_home(tmp_p
     store = FrameStore(home / "store.zarr")
     for row in manifest.itertuples(index=False):
         np.testing.assert_array_equal(store.read_image("S1", row.image_id), frames[row.source_path])
+
+
+@pytest.mark.parametrize(
+    ("signum", "to_group"),
+    [(signal.SIGTERM, False), (signal.SIGINT, True)],  # kill PID; Ctrl-C signals the terminal's process group
+)
+def test_an_interrupted_ingest_stops_everything_it_started_and_says_how_to_resume(
+    tmp_path: Path, signum: int, to_group: bool
+) -> None:
+    source = tmp_path / "src"
+    source.mkdir()
+    rng = np.random.default_rng(5)
+    for index in range(150):
+        Image.fromarray(rng.integers(0, 255, (384, 512, 3), dtype=np.uint8)).save(source / f"f{index:03d}.png")
+    home = tmp_path / "home"
+    command = [sys.executable, "-m", "flows.cli", "ingest", str(source), "--shift", "S1", "--home", str(home)]
+    env = _environment(tmp_path / "prefect")
+    run = subprocess.Popen(
+        [*command, "--workers", "1"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    images, deadline = home / "store.zarr" / "shifts" / "S1" / "images", time.monotonic() + 300
+    while not (images.is_dir() and any(p.is_dir() for p in images.iterdir())) and time.monotonic() < deadline:
+        time.sleep(0.1)  # until the first frames are stored: the server and the cluster are up, the ingest is busy
+    started = psutil.Process(run.pid).children(recursive=True)
+    assert any("uvicorn" in " ".join(p.cmdline()) for p in started), "no temporary Prefect server to watch"
+    if to_group:
+        os.killpg(run.pid, signum)
+    else:
+        run.send_signal(signum)
+    _, stderr = run.communicate(timeout=180)
+    assert run.returncode == 128 + signum, stderr
+    _, alive = psutil.wait_procs(started, timeout=20)
+    for process in alive:
+        process.kill()
+    assert not alive, [" ".join(p.cmdline())[:80] for p in alive]
+    assert "Traceback" not in stderr, stderr
+    assert "run the same command again to resume" in stderr.strip().splitlines()[-1], stderr
+    assert not (home / "results" / "S1" / "manifest.parquet").exists()
+    if signum == signal.SIGTERM:
+        resumed = subprocess.run([*command, "--workers", "2"], cwd=REPO, env=env, capture_output=True, timeout=400)
+        assert resumed.returncode == 0, resumed.stderr
+        manifest = read_manifest(home / "results" / "S1")
+        assert len(manifest) == 150 and (manifest["status"] == "ingested").all()
