@@ -566,7 +566,7 @@ def main(argv: list[str] | None = None) -> None:
     notes = isolate_environment(home)
     for note in notes:
         say(note)
-    say("models are randomly initialised: no pretrained teacher or encoder weights can be downloaded here")
+    say(f"detector teacher weights: {args.teacher_weights}; segmenter encoder weights: {args.encoder_weights}")
 
     from flows.runtime import prefect_api
 
@@ -662,7 +662,7 @@ def main(argv: list[str] | None = None) -> None:
                 "python": platform.python_version(),
                 "platform": platform.platform(),
             },
-            "notes": [*notes, "teachers and encoders randomly initialised (no pretrained weights)"],
+            "notes": [*notes, f"teacher weights {args.teacher_weights}, encoder weights {args.encoder_weights}"],
             "versions": versions,
             "fullframe_long_side": paths["fullframe_long_side"],
             "defects_by_type": paths["defects_by_type"],
