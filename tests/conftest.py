@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 # Isolate Prefect before it is imported anywhere: its own database in a temporary folder, no telemetry.
-_PREFECT_HOME = Path(os.environ.setdefault("DEFECTFLOW_TEST_PREFECT_HOME", "/tmp/defectflow-test-prefect"))
+# A folder of this run's own (two suites on one machine must not delete each other's Prefect database).
+_PREFECT_HOME = Path(
+    os.environ.setdefault("DEFECTFLOW_TEST_PREFECT_HOME", tempfile.mkdtemp(prefix="defectflow-test-prefect-"))
+)
 os.environ["PREFECT_HOME"] = str(_PREFECT_HOME)
 os.environ.pop("PREFECT_API_URL", None)
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
