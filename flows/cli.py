@@ -25,6 +25,7 @@ from rich.table import Table
 
 from flows.progress import enable_progress
 from models.detector.recipes import RECOMMENDED_BACKBONE
+from models.segmentation.recipes import DEFAULT_BACKBONE as SEGMENTER_BACKBONE
 from models.weight_sources import PRETRAINED, RANDOM_INIT
 
 app = typer.Typer(
@@ -406,10 +407,14 @@ def train_segmenter_command(
     data: Annotated[Path, typer.Option("--data", help="Folder with images/ and masks/.")],
     backbone: Annotated[
         str, typer.Option("--backbone", help="resnet50 (paper) or resnet18 (small runs).")
-    ] = "resnet50",
-    image_size: Annotated[int, typer.Option("--image-size", min=32, help="Training long side in pixels.")] = 512,
-    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 30,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=2)] = 8,
+    ] = SEGMENTER_BACKBONE,
+    image_size: Annotated[
+        int | None, typer.Option("--image-size", min=32, help="Long side in pixels. Default: the recipe's.")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Default: the backbone's recipe.")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", min=2, help="Default: the backbone's recipe.")
+    ] = None,
     label_fraction: Annotated[float, typer.Option("--label-fraction", min=0.0, max=1.0)] = 1.0,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     encoder_weights: EncoderWeightsOption = PRETRAINED,
@@ -711,7 +716,7 @@ def retrain(
     epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Default: the backbone's recipe.")] = None,
     max_minutes: Annotated[float | None, typer.Option("--max-minutes")] = None,
     seg_backbone: Annotated[str, typer.Option("--seg-backbone", help="Segmenter encoder (with --seg-data).")] = (
-        "resnet50"
+        SEGMENTER_BACKBONE
     ),
     teacher_weights: TeacherWeightsOption = PRETRAINED,
     encoder_weights: EncoderWeightsOption = PRETRAINED,

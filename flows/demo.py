@@ -22,6 +22,7 @@ from rich.table import Table
 
 from flows.cli import invoke
 from models.detector.recipes import RECOMMENDED_BACKBONE
+from models.segmentation.recipes import recipe_for as segmenter_recipe
 from models.weight_sources import PRETRAINED, RANDOM_INIT, WeightsUnavailableError
 
 console = Console()
@@ -131,7 +132,8 @@ def main() -> None:
         invoke(["synth", "dataset", str(train_dir), "--train-good", "160", "--test-good", "30", "--test-defect", "6"])
     home_option = ["--home", str(home)]
 
-    _step(f"2/7 train the segmenter ({SEGMENTER_BACKBONE}, 256 px, {SEGMENTER_EPOCHS} epochs)")
+    segmenter_size = segmenter_recipe(SEGMENTER_BACKBONE).image_size
+    _step(f"2/7 train the segmenter ({SEGMENTER_BACKBONE}, {segmenter_size} px, {SEGMENTER_EPOCHS} epochs)")
     invoke(
         [
             "train",
@@ -140,8 +142,6 @@ def main() -> None:
             str(train_dir / "segmentation"),
             "--backbone",
             SEGMENTER_BACKBONE,
-            "--image-size",
-            "256",
             "--epochs",
             str(SEGMENTER_EPOCHS),
             "--encoder-weights",

@@ -23,6 +23,7 @@ from flows.runtime import default_task_runner
 from flows.scoring import DEFAULT_SEGMENTER, pin_model
 from flows.training import DataError, require_dir
 from models.detector.recipes import RECOMMENDED_BACKBONE
+from models.segmentation.recipes import DEFAULT_BACKBONE as SEGMENTER_BACKBONE
 from models.weight_sources import PRETRAINED
 from storage.frame_files import IMAGE_SUFFIXES
 from storage.ids import validate_shift_id
@@ -79,9 +80,9 @@ def retrain(
     image_size: int | None = None,
     epochs: int | None = None,
     max_minutes: float | None = None,
-    seg_backbone: str = "resnet50",
-    seg_image_size: int = 512,
-    seg_epochs: int = 30,
+    seg_backbone: str = SEGMENTER_BACKBONE,
+    seg_image_size: int | None = None,
+    seg_epochs: int | None = None,
     seed: int = 0,
     batch_size: int = 8,
     teacher_weights: str = PRETRAINED,
@@ -98,7 +99,7 @@ def retrain(
         seg_data: When given, the segmenter is retrained on this folder (``images/``, ``masks/``) too.
         segmenter: The segmenter that crops the frames (default the champion).
         backbone, image_size, epochs, max_minutes: Detector training (``None``: the backbone's recipe).
-        seg_backbone, seg_image_size, seg_epochs: Segmenter training (with ``seg_data``).
+        seg_backbone, seg_image_size, seg_epochs: Segmenter training (with ``seg_data``; ``None``: the recipe).
         seed: Training seed.
         batch_size: Frames per crop-extraction task.
         teacher_weights: Detector teacher weights: ``"pretrained"`` (the weights settings, then timm), ``"timm"``,

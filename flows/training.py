@@ -11,6 +11,7 @@ from typing import Any
 from prefect import flow
 
 from models.detector.recipes import RECOMMENDED_BACKBONE
+from models.segmentation.recipes import DEFAULT_BACKBONE as SEGMENTER_BACKBONE
 from models.weight_sources import PRETRAINED
 from storage.settings import load_settings
 from tasks.train_detector import train_detector_task
@@ -39,10 +40,10 @@ def require_dir(path: str | Path, expected: list[str], what: str) -> Path:
 def train_segmenter_flow(
     data: str,
     home: str | None = None,
-    backbone: str = "resnet50",
-    image_size: int = 512,
-    epochs: int = 30,
-    batch_size: int = 8,
+    backbone: str = SEGMENTER_BACKBONE,
+    image_size: int | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
     label_fraction: float = 1.0,
     seed: int = 0,
     encoder_weights: str = PRETRAINED,

@@ -59,30 +59,23 @@ def train_detector_task(
         Version, run id, where the teacher weights came from, and the evaluation's headline metrics.
     """
     settings = load_settings(home)
-    recipe = recipe_for(backbone)
-    image_size = image_size or recipe.image_size
-    epochs = epochs or recipe.epochs
-    batch_size = batch_size or recipe.batch_size
-    lr = recipe.lr if lr is None else lr
+    recipe = recipe_for(backbone).with_overrides(image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr)
     teacher_weights = resolve_backbone_weights(settings, TEACHER, backbone, teacher_weights)
     config = DetectorConfig.for_backbone(
-        backbone, image_size=image_size, teacher_weights=teacher_weights, **(config_overrides or {})
+        backbone, image_size=recipe.image_size, teacher_weights=teacher_weights, **(config_overrides or {})
     )
     device = training_device()
     evaluation_dir = eval_dir or (data_dir if has_test_split(Path(data_dir)) else None)
-    with tracked_run(settings, EXPERIMENT_TRAINING, run_name=f"detector-{backbone}-{image_size}") as run:
+    with tracked_run(settings, EXPERIMENT_TRAINING, run_name=f"detector-{backbone}-{recipe.image_size}") as run:
         log_params(
             {
                 "model": DETECTOR_NAME,
                 "data_dir": data_dir,
                 "eval_dir": evaluation_dir,
-                "epochs": epochs,
-                "batch_size": batch_size,
                 "seed": seed,
                 "device": device,
                 "max_minutes": max_minutes,
-                "optimizer": "Adam betas=(0.5, 0.999)",
-                "lr": lr,
+                "optimizer": "Adam",
                 **recipe.to_params(),
                 **{f"config_{k}": v for k, v in config.to_dict().items()},
             }
@@ -90,9 +83,7 @@ def train_detector_task(
         result = train_detector(
             config,
             data_dir,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
+            recipe,
             seed=seed,
             max_minutes=max_minutes,
             device=device,

@@ -12,10 +12,9 @@ from PIL import Image
 from prefect import task
 
 from models.packaging import save_model_package
-from models.segmentation.augmentation import AugmentConfig
 from models.segmentation.builder import SEGMENTER_KIND
-from models.segmentation.config import SegmenterConfig
 from models.segmentation.inference import predict_mask
+from models.segmentation.recipes import DEFAULT_BACKBONE, recipe_for
 from models.segmentation.training import train_segmenter
 from models.weight_sources import PRETRAINED
 from storage.settings import load_settings
@@ -51,10 +50,10 @@ def _mask_overlays(model: Any, data_dir: Path, names: list[str], out: Path, long
 def train_segmenter_task(
     home: str,
     data_dir: str,
-    backbone: str = "resnet50",
-    image_size: int = 512,
-    epochs: int = 30,
-    batch_size: int = 8,
+    backbone: str = DEFAULT_BACKBONE,
+    image_size: int | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
     label_fraction: float = 1.0,
     seed: int = 0,
     encoder_weights: str = PRETRAINED,
@@ -63,43 +62,35 @@ def train_segmenter_task(
 ) -> dict[str, Any]:
     """Train on ``data_dir`` (``images/``, ``masks/``), log everything, register; returns version and metrics.
 
-    ``encoder_weights`` ``"pretrained"`` is resolved through the workspace's weights settings, then timm
-    (:mod:`models.weight_sources`).
+    The architecture and every training setting left ``None`` come from the backbone family's recipe
+    (:mod:`models.segmentation.recipes`); ``encoder_weights`` ``"pretrained"`` is resolved through the workspace's
+    weights settings, then timm (:mod:`models.weight_sources`).
     """
     settings = load_settings(home)
+    recipe = recipe_for(backbone).with_overrides(image_size=image_size, epochs=epochs, batch_size=batch_size)
     encoder_weights = resolve_backbone_weights(settings, ENCODER, backbone, encoder_weights)
-    if backbone == "resnet18":  # the measured small configuration: narrower AMAM and decoder
-        config = SegmenterConfig.small(encoder_weights=encoder_weights, input_long_side=image_size)
-    else:
-        config = SegmenterConfig(backbone=backbone, encoder_weights=encoder_weights, input_long_side=image_size)
-    # Few labels overfit within a few epochs under the default augmentation (docs/segmenter.md): use the strong one.
-    augment = AugmentConfig.strong() if label_fraction < 0.5 else AugmentConfig()
+    config = recipe.config(backbone, encoder_weights)
     device = training_device()
-    with tracked_run(settings, EXPERIMENT_TRAINING, run_name=f"segmenter-{backbone}-{image_size}") as run:
+    with tracked_run(settings, EXPERIMENT_TRAINING, run_name=f"segmenter-{backbone}-{recipe.image_size}") as run:
         params: dict[str, Any] = {
             "model": SEGMENTER_KIND,
             "data_dir": data_dir,
             "backbone": backbone,
-            "image_size": image_size,
-            "epochs": epochs,
-            "batch_size": batch_size,
             "label_fraction": label_fraction,
             "seed": seed,
             "device": device,
             "max_minutes": max_minutes,
+            **recipe.to_params(),
             **{f"config_{k}": v for k, v in config.to_dict().items()},
         }
         log_params(params)
         result = train_segmenter(
             config,
             data_dir,
-            image_size=image_size,
-            epochs=epochs,
-            batch_size=batch_size,
+            recipe,
             label_fraction=label_fraction,
             seed=seed,
             max_minutes=max_minutes,
-            augment=augment,
             device=device,
             on_epoch=lambda entry: log_metrics(entry, step=int(entry["epoch"])),
         )
@@ -131,7 +122,7 @@ def train_segmenter_task(
                 "value",
             )
             mlflow.log_artifact(str(curve))
-            for path in _mask_overlays(result.model.cpu(), Path(data_dir), result.val_files, out, image_size):
+            for path in _mask_overlays(result.model.cpu(), Path(data_dir), result.val_files, out, recipe.image_size):
                 mlflow.log_artifact(str(path), artifact_path="val_overlays")
             package = save_model_package(
                 out / "package", SEGMENTER_KIND, config.to_dict(), result.model, {"training": result.summary()}

@@ -54,8 +54,7 @@ def trained(toy_root: Path) -> tuple[DetectorTrainResult, float, list[dict]]:
 
 
 def test_tiny_training_run_detects_toy_defects(trained, toy_root: Path) -> None:
-    result, seconds, epochs = trained
-    assert seconds < 30, f"tiny training took {seconds:.1f}s"
+    result, _, epochs = trained
     assert [e["epoch"] for e in epochs] == list(range(1, 11)) and all("val_loss" in e for e in epochs)
     assert result.history[-1]["loss"] < result.history[0]["loss"]
     assert len(result.train_names) == 19 and len(result.val_names) == 5

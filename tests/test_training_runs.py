@@ -32,7 +32,7 @@ def test_runs_say_the_networks_were_randomly_initialised(workspace: Workspace) -
 
 def test_detector_run_records_the_recipe_and_flat_calibration(workspace: Workspace) -> None:
     params = _training_runs(workspace)["detector"]
-    assert params["lr"] == "0.001"  # the small configuration's rate, as resnet18 gets DetectorConfig.small
+    assert params["recipe_lr"] == "0.001"  # the small configuration's rate, as resnet18 gets DetectorConfig.small
     assert params["config_feature_standardisation"] == "True"
     assert float(params["calibration_image_threshold"]) > 0
     assert params["calibration_method"] == "normal-quantile"

@@ -30,17 +30,17 @@ from models.detector.training import train_detector
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Train on ``args.data`` and evaluate on ``args.eval_data`` (default: the same folder's ``test/``)."""
     overrides: dict[str, Any] = json.loads(args.config) if args.config else {}
-    recipe = recipe_for(args.backbone)
-    overrides.update(image_size=args.image_size or recipe.image_size, teacher_weights=args.teacher_weights)
+    recipe = recipe_for(args.backbone).with_overrides(
+        image_size=args.image_size, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        val_fraction=args.val_fraction,
+    )  # fmt: skip
+    overrides.update(image_size=recipe.image_size, teacher_weights=args.teacher_weights)
     config = DetectorConfig.for_backbone(args.backbone, **overrides)
     start = time.perf_counter()
     result = train_detector(
         config,
         args.data,
-        epochs=args.epochs or recipe.epochs,
-        batch_size=args.batch_size or recipe.batch_size,
-        lr=recipe.lr if args.lr is None else args.lr,
-        val_fraction=args.val_fraction,
+        recipe,
         seed=args.seed,
         max_minutes=args.minutes,
         device=args.device,
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=None, help="wall-time budget of the distillation")
     parser.add_argument("--batch-size", type=int, default=None, help="default: the backbone's recipe")
     parser.add_argument("--lr", type=float, default=None, help="default: the backbone's recipe")
-    parser.add_argument("--val-fraction", type=float, default=0.15)
+    parser.add_argument("--val-fraction", type=float, default=None, help="default: the backbone's recipe")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 on a busy shared machine)")

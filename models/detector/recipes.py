@@ -8,48 +8,33 @@ docs/detector.md ("Recipes").
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+
+from models.recipes import Recipe, find_recipe
 
 
-@dataclass(frozen=True)
-class DetectorRecipe:
-    """How to build and train the detector for one teacher family.
+@dataclass(frozen=True, kw_only=True)
+class DetectorRecipe(Recipe):
+    """How to build and train the detector for one teacher family (``architecture``: :class:`DetectorConfig`
+    fields other than the backbone and its weights).
 
     Attributes:
-        family: Name of the family, for messages and MLflow params.
-        pattern: Regular expression that timm names of the family match (from the start of the name).
-        architecture: :class:`models.detector.config.DetectorConfig` fields other than the backbone.
         image_size: Side of the square network input.
         lr: Adam learning rate.
+        betas: Adam betas (RD4AD's (0.5, 0.999)).
         epochs: Epochs to train (the time budget, where one is set, may stop training earlier).
         batch_size: Images per step.
-        examples: Backbones of the family, for messages.
+        val_fraction: Share of ``train/good`` held out for the validation loss and the threshold calibration.
+        fusion_images: Synthetic anomalies drawn to fit the anomaly-map fusion weights.
     """
 
-    family: str
-    pattern: str
-    architecture: dict[str, Any] = field(default_factory=dict)
     image_size: int = 256
     lr: float = 0.005
+    betas: tuple[float, float] = (0.5, 0.999)
     epochs: int = 200
     batch_size: int = 16
-    examples: tuple[str, ...] = ()
-
-    def matches(self, backbone: str) -> bool:
-        """Whether ``backbone`` belongs to this family."""
-        return re.match(self.pattern, backbone) is not None
-
-    def to_params(self) -> dict[str, Any]:
-        """Flat key/value pairs for experiment tracking."""
-        return {
-            "recipe_family": self.family,
-            "recipe_image_size": self.image_size,
-            "recipe_lr": self.lr,
-            "recipe_epochs": self.epochs,
-            "recipe_batch_size": self.batch_size,
-        }
+    val_fraction: float = 0.15
+    fusion_images: int = 64
 
 
 #: Small ResNets with random or pretrained weights: the CPU-sized configuration (docs/detector.md, "Tuning").
@@ -108,17 +93,25 @@ RECIPES: tuple[DetectorRecipe, ...] = (SMALL_RESNET, WIDE_RESNET, MOBILE)
 RECOMMENDED_BACKBONE = "mobilenetv2_100"
 
 
+#: What a hand-built :class:`DetectorConfig` on another timm CNN trains with: RD4AD's settings.
+GENERIC = DetectorRecipe(family="custom", pattern=r"$^")
+
+
 def recipe_for(backbone: str) -> DetectorRecipe:
     """The recipe of ``backbone``'s family.
 
     Raises:
         ValueError: When no family matches; the message lists the supported ones.
     """
-    for recipe in RECIPES:
-        if recipe.matches(backbone):
-            return recipe
-    supported = "; ".join(f"{r.family}: {', '.join(r.examples)}" for r in RECIPES)
-    raise ValueError(
-        f"no detector recipe for teacher {backbone!r}. Supported families (timm names): {supported}. Pass one of "
-        "those, or build a DetectorConfig by hand for another timm CNN with features at strides 4, 8 and 16."
+    return find_recipe(
+        RECIPES,
+        backbone,
+        "detector",
+        "Pass one of those, or build a DetectorConfig by hand for another timm CNN with features at strides 4, 8 "
+        "and 16.",
     )
+
+
+def training_recipe(backbone: str) -> DetectorRecipe:
+    """The training settings for ``backbone``: its family's recipe, RD4AD's settings for a hand-built config."""
+    return next((recipe for recipe in RECIPES if recipe.matches(backbone)), GENERIC)

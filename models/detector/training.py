@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,12 +31,11 @@ from models.detector.fusion_fit import fit_fusion_weights
 from models.detector.inference import score_images
 from models.detector.loss import ReverseDistillationLoss
 from models.detector.network import ReverseDistillation
-from models.detector.recipes import recipe_for
+from models.detector.recipes import DetectorRecipe, recipe_for, training_recipe
 from models.divergence_guard import DivergenceGuard, TrainingDivergedError
+from models.training_run import EpochCallback, EpochHistory, TimeBudget, seed_everything
 
 logger = logging.getLogger(__name__)
-
-EpochCallback = Callable[[dict[str, Any]], None]
 
 
 def recommended_lr(backbone: str) -> float:
@@ -107,12 +105,6 @@ class DetectorTrainResult:
         }
 
 
-def seed_everything(seed: int) -> None:
-    """Seed torch (CPU and CUDA) and numpy's legacy global generator."""
-    torch.manual_seed(seed)
-    np.random.seed(seed % (2**32))
-
-
 def _batches(images: torch.Tensor, batch_size: int, device: torch.device) -> Any:
     for start in range(0, len(images), batch_size):
         yield uint8_to_input(images[start : start + batch_size]).to(device)
@@ -146,30 +138,23 @@ def _labelled_set(data_dir: str | Path, image_size: int) -> tuple[torch.Tensor, 
 def train_detector(
     config: DetectorConfig | dict[str, Any],
     data_dir: str | Path,
+    recipe: DetectorRecipe | None = None,
     *,
-    epochs: int = 200,
-    batch_size: int = 16,
-    lr: float = 0.005,
-    betas: tuple[float, float] = (0.5, 0.999),
-    val_fraction: float = 0.15,
     seed: int = 0,
     max_minutes: float | None = None,
     device: str | torch.device = "cpu",
     on_epoch: EpochCallback | None = None,
     labelled_dir: str | Path | None = None,
     fit_fusion: bool = True,
-    fusion_images: int = 64,
+    **settings: Any,
 ) -> DetectorTrainResult:
     """Train the reverse-distillation detector on ``data_dir/train/good`` and calibrate it.
 
     Args:
         config: Architecture (:class:`DetectorConfig` or its dict).
         data_dir: MVTec-layout folder; only ``train/good`` is read.
-        epochs: Maximum number of epochs (RD4AD trains 200).
-        batch_size: Images per step (RD4AD: 16).
-        lr: Adam learning rate (RD4AD: 0.005).
-        betas: Adam betas (RD4AD: (0.5, 0.999)).
-        val_fraction: Share of ``train/good`` held out for validation loss and threshold calibration.
+        recipe: Training settings (epochs, batch size, Adam lr and betas, validation share, fusion images);
+            default: the recipe of ``config.backbone``'s family (:mod:`models.detector.recipes`).
         seed: Seeds the split, initialisation, batch order and anomaly synthesis.
         max_minutes: Wall-time budget of the distillation phase; training stops after the step that crosses it.
         device: ``"cpu"``, ``"cuda"``...
@@ -178,19 +163,20 @@ def train_detector(
             F1-optimal thresholds instead of the normal-only rule. Never the evaluation set.
         fit_fusion: Fit the fusion weights on synthetic anomalies (otherwise they stay equal); never done when
             ``config.fusion_weights`` fixes them.
-        fusion_images: Synthetic anomalies drawn for the fusion fit.
+        **settings: Any training setting of :class:`DetectorRecipe` to replace (``epochs=1``, ``lr=...``).
 
     Returns:
         The trained, calibrated model and a record of the run.
     """
     total_start = time.perf_counter()
     config = DetectorConfig.from_dict(config) if isinstance(config, dict) else config
+    recipe = (recipe or training_recipe(config.backbone)).with_overrides(**settings)
     device = torch.device(device)
-    if batch_size < 2:
-        raise ValueError(f"batch_size must be at least 2 (BatchNorm in the student), got {batch_size}")
+    if recipe.batch_size < 2:
+        raise ValueError(f"batch_size must be at least 2 (BatchNorm in the student), got {recipe.batch_size}")
     seed_everything(seed)
     index = scan_mvtec(data_dir, need_train=True)
-    train_paths, val_paths = split_train_val(index.train, val_fraction, seed)
+    train_paths, val_paths = split_train_val(index.train, recipe.val_fraction, seed)
     if len(train_paths) < 2:
         raise ValueError(f"need at least 2 training images after the validation split, got {len(train_paths)}")
     logger.info("detector training: %d train, %d validation images", len(train_paths), len(val_paths))
@@ -199,98 +185,29 @@ def train_detector(
 
     model = build_detector(config).to(device)
     if config.recalibrate_teacher_batchnorm:
-        model.teacher.recalibrate_batchnorm(_batches(train_images, batch_size, device))
+        model.teacher.recalibrate_batchnorm(_batches(train_images, recipe.batch_size, device))
     if config.feature_standardisation:
-        model.teacher.fit_standardisation(_batches(train_images, batch_size, device))
+        model.teacher.fit_standardisation(_batches(train_images, recipe.batch_size, device))
 
-    optimiser = torch.optim.Adam(model.trainable_parameters(), lr=lr, betas=betas)
-    criterion = ReverseDistillationLoss()
-    generator = torch.Generator().manual_seed(seed)
-    guard = DivergenceGuard([model.bottleneck, model.student], optimiser)
-    history: list[dict[str, Any]] = []
-    budget = math.inf if max_minutes is None else max_minutes * 60.0
     distill_start = time.perf_counter()
-    stopped_by_time = False
-    for epoch in range(1, epochs + 1):
-        epoch_start = time.perf_counter()
-        model.train()
-        order = torch.randperm(len(train_images), generator=generator)
-        running, seen = 0.0, 0
-        for start in range(0, len(order), batch_size):
-            ids = order[start : start + batch_size]
-            if len(ids) < 2:  # BatchNorm cannot train on a single image
-                continue
-            batch = uint8_to_input(train_images[ids]).to(device)
-            teacher_features, student_features = model(batch)
-            loss = criterion(teacher_features, student_features)
-            features = {"teacher features": teacher_features, "student features": student_features}
-            if not guard.step_is_finite(loss, epoch, start // batch_size, features):
-                if guard.stopped:
-                    break
-                continue
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            running += float(loss.detach()) * len(ids)
-            seen += len(ids)
-            if time.perf_counter() - distill_start > budget:
-                stopped_by_time = True
-                break
-        entry: dict[str, Any] = {
-            "epoch": epoch,
-            "loss": running / max(seen, 1),
-            "seconds": time.perf_counter() - epoch_start,
-        }
-        if len(val_images):
-            entry["val_loss"] = _mean_loss(model, val_images, batch_size, device)
-        if guard.events and guard.events[-1]["epoch"] == epoch:
-            entry["nonfinite_steps"] = sum(1 for event in guard.events if event["epoch"] == epoch)
-        if seen and math.isfinite(entry["loss"]) and math.isfinite(entry.get("val_loss", 0.0)):
-            guard.keep(after_epoch=True)
-        history.append(entry)
-        if on_epoch is not None:
-            on_epoch(dict(entry))
-        logger.info("epoch %d: %s", epoch, entry)
-        if stopped_by_time:
-            logger.info("detector training stopped after %.1f min (max_minutes=%s)", budget / 60, max_minutes)
-            break
-        if guard.stopped:
-            logger.warning("detector training stopped at epoch %d on the last finite weights (diverged)", epoch)
-            break
+    budget = TimeBudget(max_minutes)
+    history, stopped_by_time, guard = _distil(model, train_images, val_images, recipe, seed, budget, on_epoch)
     distill_seconds = time.perf_counter() - distill_start
-    check_images = val_images if len(val_images) else train_images[:batch_size]
-    if not math.isfinite(_mean_loss(model, check_images, batch_size, device)):
-        guard.restore_after_training(len(history))
-        if not math.isfinite(_mean_loss(model, check_images, batch_size, device)):
-            raise TrainingDivergedError(
-                f"the detector gives non-finite outputs even on its last finite weights ({guard.summary()}); it "
-                "is not registered. Retrain with a lower learning rate (--lr)."
-            )
     model.eval()
 
-    fusion: dict[str, Any] = {"fitted": False, "weights": model.anomaly_map_generator.fusion_weights}
     fusion_start = time.perf_counter()
+    fusion: dict[str, Any] = {"fitted": False, "weights": model.anomaly_map_generator.fusion_weights}
     if fit_fusion and config.fusion_weights is None:
-        fit = fit_fusion_weights(model, train_images, n_images=fusion_images, batch_size=batch_size, seed=seed)
+        fit = fit_fusion_weights(
+            model, train_images, n_images=recipe.fusion_images, batch_size=recipe.batch_size, seed=seed
+        )
         fusion = {"fitted": True, **fit.to_dict()}
     fusion_seconds = time.perf_counter() - fusion_start
 
     calibration_start = time.perf_counter()
-    calibration_images = val_images if len(val_images) else train_images
     if not len(val_images):
         logger.warning("no held-out normal images (val_fraction=0): calibrating on training images, optimistic")
-    normal_maps, normal_scores = score_images(model, uint8_to_input(calibration_images), batch_size=batch_size)
-    if not (np.isfinite(normal_maps).all() and np.isfinite(normal_scores).all()):
-        raise TrainingDivergedError(
-            "the trained detector gives non-finite anomaly maps on normal images, so it is not calibrated or "
-            f"registered (divergence record: {guard.summary()}). Retrain with a lower learning rate (--lr)."
-        )
-    if labelled_dir is not None:
-        labelled_images, labelled_masks = _labelled_set(labelled_dir, config.image_size)
-        labelled_maps, labelled_scores = score_images(model, uint8_to_input(labelled_images), batch_size=batch_size)
-        calibration = calibrate(normal_scores, normal_maps, labelled_scores, labelled_maps, labelled_masks)
-    else:
-        calibration = calibrate(normal_scores, normal_maps)
+    calibration = _calibrate(model, val_images if len(val_images) else train_images, labelled_dir, recipe, guard)
     calibration_seconds = time.perf_counter() - calibration_start
 
     return DetectorTrainResult(
@@ -313,14 +230,106 @@ def train_detector(
         weights_info=model.weights_info,
         seed=seed,
         hyperparameters={
-            "epochs": epochs,
-            "batch_size": batch_size,
-            "lr": lr,
-            "betas": list(betas),
-            "val_fraction": val_fraction,
+            **recipe.training_settings(),
+            "betas": list(recipe.betas),
+            "recipe_family": recipe.family,
             "max_minutes": max_minutes,
             "fit_fusion": fit_fusion,
-            "fusion_images": fusion_images,
             "labelled_dir": str(labelled_dir) if labelled_dir is not None else None,
         },
     )
+
+
+def _distil(
+    model: ReverseDistillation,
+    train_images: torch.Tensor,
+    val_images: torch.Tensor,
+    recipe: DetectorRecipe,
+    seed: int,
+    budget: TimeBudget,
+    on_epoch: EpochCallback | None,
+) -> tuple[list[dict[str, Any]], bool, DivergenceGuard]:
+    """The distillation phase: bottleneck and student learn the teacher's features under the cosine loss.
+
+    Returns:
+        The epoch history, whether the budget ended it, and the divergence guard (its record and last finite
+        weights). The model ends on finite weights, or :class:`TrainingDivergedError` is raised.
+    """
+    device = next(model.parameters()).device
+    batch_size = recipe.batch_size
+    optimiser = torch.optim.Adam(model.trainable_parameters(), lr=recipe.lr, betas=recipe.betas)
+    criterion = ReverseDistillationLoss()
+    generator = torch.Generator().manual_seed(seed)
+    guard = DivergenceGuard([model.bottleneck, model.student], optimiser)
+    history = EpochHistory(logger, budget, on_epoch)
+    stopped_by_time = False
+    for epoch in range(1, recipe.epochs + 1):
+        epoch_start = time.monotonic()
+        model.train()
+        order = torch.randperm(len(train_images), generator=generator)
+        running, seen = 0.0, 0
+        for start in range(0, len(order), batch_size):
+            ids = order[start : start + batch_size]
+            if len(ids) < 2:  # BatchNorm cannot train on a single image
+                continue
+            teacher_features, student_features = model(uint8_to_input(train_images[ids]).to(device))
+            loss = criterion(teacher_features, student_features)
+            features = {"teacher features": teacher_features, "student features": student_features}
+            if not guard.step_is_finite(loss, epoch, start // batch_size, features):
+                if guard.stopped:
+                    break
+                continue
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            running += float(loss.detach()) * len(ids)
+            seen += len(ids)
+            if budget.exceeded():
+                stopped_by_time = True
+                break
+        measured: dict[str, Any] = {"loss": running / max(seen, 1)}
+        if len(val_images):
+            measured["val_loss"] = _mean_loss(model, val_images, batch_size, device)
+        if guard.events and guard.events[-1]["epoch"] == epoch:
+            measured["nonfinite_steps"] = sum(1 for event in guard.events if event["epoch"] == epoch)
+        if seen and math.isfinite(measured["loss"]) and math.isfinite(measured.get("val_loss", 0.0)):
+            guard.keep(after_epoch=True)
+        history.add(epoch, epoch_start, measured)
+        if stopped_by_time:
+            logger.info("detector training stopped: %s", budget.stop_reason(epoch))
+            break
+        if guard.stopped:
+            logger.warning("detector training stopped at epoch %d on the last finite weights (diverged)", epoch)
+            break
+    check_images = val_images if len(val_images) else train_images[:batch_size]
+    if not math.isfinite(_mean_loss(model, check_images, batch_size, device)):
+        guard.restore_after_training(len(history))
+        if not math.isfinite(_mean_loss(model, check_images, batch_size, device)):
+            raise TrainingDivergedError(
+                f"the detector gives non-finite outputs even on its last finite weights ({guard.summary()}); it "
+                "is not registered. Retrain with a lower learning rate (--lr)."
+            )
+    return history.entries, stopped_by_time, guard
+
+
+def _calibrate(
+    model: ReverseDistillation,
+    normal_images: torch.Tensor,
+    labelled_dir: str | Path | None,
+    recipe: DetectorRecipe,
+    guard: DivergenceGuard,
+) -> Calibration:
+    """Thresholds from held-out normal images, F1-optimal where ``labelled_dir`` holds labelled defects."""
+    batch_size = recipe.batch_size
+    normal_maps, normal_scores = score_images(model, uint8_to_input(normal_images), batch_size=batch_size)
+    if not (np.isfinite(normal_maps).all() and np.isfinite(normal_scores).all()):
+        raise TrainingDivergedError(
+            "the trained detector gives non-finite anomaly maps on normal images, so it is not calibrated or "
+            f"registered (divergence record: {guard.summary()}). Retrain with a lower learning rate (--lr)."
+        )
+    if labelled_dir is None:
+        return calibrate(normal_scores, normal_maps)
+    image_size = model.config.image_size
+    labelled_images, labelled_masks = _labelled_set(labelled_dir, image_size)
+    labelled_maps, labelled_scores = score_images(model, uint8_to_input(labelled_images), batch_size=batch_size)
+    return calibrate(normal_scores, normal_maps, labelled_scores, labelled_maps, labelled_masks)

@@ -19,6 +19,16 @@ SKIP_LEVELS: tuple[int, ...] = (1, 2, 3, 4)
 #: Ratio of input resolution to the resolution of the deepest encoder features (method paper, sec. 3.1.1).
 OUTPUT_STRIDE = 16
 
+#: The CPU-sized architecture on top of a ResNet18 encoder: narrower AMAM and decoder, 256 px inference
+#: (docs/segmenter.md). :meth:`SegmenterConfig.small` and the small recipe (:mod:`models.segmentation.recipes`)
+#: both read it.
+SMALL_ARCHITECTURE: dict[str, Any] = {
+    "backbone": "resnet18",
+    "amam_channels": 128,
+    "decoder_channels": (128, 64, 48, 32),
+    "input_long_side": 256,
+}
+
 
 def _as_int_tuple(value: Any, name: str) -> tuple[int, ...]:
     try:
@@ -115,14 +125,7 @@ class SegmenterConfig:
         Args:
             **overrides: Any field to change on top of the small preset.
         """
-        preset: dict[str, Any] = {
-            "backbone": "resnet18",
-            "amam_channels": 128,
-            "decoder_channels": (128, 64, 48, 32),
-            "input_long_side": 256,
-        }
-        preset.update(overrides)
-        return cls(**preset)
+        return cls(**{**SMALL_ARCHITECTURE, **overrides})
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dictionary (tuples become lists) that :meth:`from_dict` reads back."""
