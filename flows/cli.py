@@ -309,12 +309,13 @@ def _known_errors() -> tuple[type[Exception], ...]:
     from models.divergence_guard import TrainingDivergedError
     from models.weight_sources import WeightsUnavailableError
     from storage.ids import InvalidShiftId
-    from storage.registry import ModelNotFound
+    from storage.registry import ModelNotFound, RegistryUnavailable
     from storage.settings import SettingsError
 
     return (
         DataError,
         ModelNotFound,
+        RegistryUnavailable,
         NothingToScore,
         InvalidShiftId,
         SettingsError,

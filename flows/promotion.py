@@ -16,14 +16,15 @@ from storage.registry import (
     CHALLENGER,
     CHAMPION,
     PREVIOUS,
+    ROLLED_BACK,
     ModelNotFound,
     alias_version,
-    client,
+    restore_previous,
     set_alias,
     version_tags,
 )
 from storage.settings import Settings, load_settings
-from storage.tracking import EXPERIMENT_PROMOTION, log_metrics, log_params, tracked_run
+from storage.tracking import EXPERIMENT_PROMOTION, log_metrics, log_params, set_tags, tracked_run
 from tasks.evaluate_models import evaluate_detector_task, evaluate_segmenter_task
 from tasks.promotion_rule import Decision, GateRule, decide
 
@@ -31,7 +32,6 @@ MODEL_KINDS = ("detector", "segmenter")
 
 
 #: Version tag that rollback sets on the demoted champion; promote refuses such a challenger.
-ROLLED_BACK = "rolled_back"
 
 
 def gate_rule(settings: Settings, model: str) -> GateRule:
@@ -123,9 +123,7 @@ def promote(model: str = "detector", home: str | None = None, eval_data: str | N
         log_metrics({f"challenger_{k}": challenger_metrics.get(k) for k in keys})
         if champion_metrics is not None:
             log_metrics({f"champion_{k}": champion_metrics.get(k) for k in keys})
-        import mlflow
-
-        mlflow.set_tags({"decision": "promoted" if decision.promote else "refused", "reason": decision.reason})
+        set_tags({"decision": "promoted" if decision.promote else "refused", "reason": decision.reason})
         run_id = run.info.run_id
 
     if decision.promote:
@@ -152,18 +150,8 @@ def rollback(model: str = "detector", home: str | None = None) -> dict[str, Any]
     """Put ``<model>@previous`` back as champion; the demoted version is tagged ``rolled_back``."""
     _check_kind(model)
     settings = load_settings(home).ensure()
-    previous = alias_version(settings, model, PREVIOUS)
-    if previous is None:
-        raise ModelNotFound(f"{model} has no '{PREVIOUS}' version to roll back to (nothing was promoted over another)")
-    demoted = alias_version(settings, model, CHAMPION)
-    mlflow_client = client(settings)
-    set_alias(settings, model, CHAMPION, previous)
-    mlflow_client.delete_registered_model_alias(model, PREVIOUS)
-    if demoted:
-        mlflow_client.set_model_version_tag(model, demoted, ROLLED_BACK, "true")
+    previous, demoted = restore_previous(settings, model)
     with tracked_run(settings, EXPERIMENT_PROMOTION, run_name=f"rollback-{model}-v{demoted}") as _:
         log_params({"model": model, "demoted_version": demoted, "restored_version": previous})
-        import mlflow
-
-        mlflow.set_tags({"decision": "rollback", "reason": f"v{previous} restored over v{demoted}"})
+        set_tags({"decision": "rollback", "reason": f"v{previous} restored over v{demoted}"})
     return {"model": model, "champion_version": previous, "demoted_version": demoted}

@@ -21,12 +21,22 @@ from storage.tracking import client
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 PREVIOUS = "previous"
+#: Version tag of a champion that was rolled back: promotion never brings it back.
+ROLLED_BACK = "rolled_back"
 MODEL_ARTIFACT_PATH = "model"
 _URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 
 
 class ModelNotFound(LookupError):
     """A model URI that names nothing in the registry; the message says which command creates it."""
+
+
+class RegistryUnavailable(RuntimeError):
+    """The MLflow registry could not be read (store locked, server down, damaged database): not "no model"."""
+
+
+#: MLflow error codes that mean "no such model or alias"; any other failure is an outage, not an absence.
+_ABSENT = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
 
 
 @dataclass(frozen=True)
@@ -73,11 +83,50 @@ def register_model_dir(
 
 
 def alias_version(settings: Settings, name: str, alias: str) -> str | None:
-    """Version that ``name@alias`` points to, or ``None``."""
+    """Version that ``name@alias`` points to, or ``None`` when the model or the alias does not exist.
+
+    Raises:
+        RegistryUnavailable: When the registry cannot be read; an outage must not read as "no champion".
+    """
+    from mlflow.exceptions import MlflowException
+
     try:
         return str(client(settings).get_model_version_by_alias(name, alias).version)
-    except Exception:
-        return None
+    except MlflowException as error:
+        if error.error_code in _ABSENT:
+            return None
+        raise _unavailable(settings, f"{name}@{alias}", error) from error
+    except Exception as error:  # the store's own errors: sqlite locked or damaged, connection refused
+        raise _unavailable(settings, f"{name}@{alias}", error) from error
+
+
+def _unavailable(settings: Settings, what: str, error: Exception) -> RegistryUnavailable:
+    return RegistryUnavailable(
+        f"could not read {what} from the MLflow registry at {settings.tracking_uri}: {error}. Check that the "
+        "tracking store is reachable (MLFLOW_TRACKING_URI, the server, or the workspace's mlflow.db) and run the "
+        "command again."
+    )
+
+
+def restore_previous(settings: Settings, name: str) -> tuple[str, str | None]:
+    """Point ``name@champion`` back at ``name@previous``; the demoted version is tagged ``rolled_back``.
+
+    Returns:
+        The restored version and the demoted one (``None`` when there was no champion).
+
+    Raises:
+        ModelNotFound: When there is no ``previous`` version to go back to.
+    """
+    previous = alias_version(settings, name, PREVIOUS)
+    if previous is None:
+        raise ModelNotFound(f"{name} has no '{PREVIOUS}' version to roll back to (nothing was promoted over another)")
+    demoted = alias_version(settings, name, CHAMPION)
+    mlflow_client = client(settings)
+    set_alias(settings, name, CHAMPION, previous)
+    mlflow_client.delete_registered_model_alias(name, PREVIOUS)
+    if demoted:
+        mlflow_client.set_model_version_tag(name, demoted, ROLLED_BACK, "true")
+    return previous, demoted
 
 
 def set_alias(settings: Settings, name: str, alias: str, version: str) -> None:

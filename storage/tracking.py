@@ -87,3 +87,24 @@ def log_metrics(metrics: dict[str, Any], step: int | None = None) -> None:
     }
     if numeric:
         mlflow.log_metrics(numeric, step=step)
+
+
+def log_artifact(path: str | os.PathLike[str], folder: str | None = None) -> None:
+    """Upload one file to the active run (into ``folder`` of its artifacts when given)."""
+    import mlflow
+
+    mlflow.log_artifact(str(path), artifact_path=folder)
+
+
+def log_artifacts(directory: str | os.PathLike[str], folder: str | None = None) -> None:
+    """Upload a directory's files to the active run (into ``folder`` of its artifacts when given)."""
+    import mlflow
+
+    mlflow.log_artifacts(str(directory), artifact_path=folder)
+
+
+def set_tags(tags: dict[str, str]) -> None:
+    """Tag the active run."""
+    import mlflow
+
+    mlflow.set_tags(tags)

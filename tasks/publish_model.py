@@ -7,6 +7,7 @@ from pathlib import Path
 
 from storage.registry import MODEL_ARTIFACT_PATH, register_model_dir
 from storage.settings import Settings
+from storage.tracking import log_artifacts
 
 
 def git_commit() -> str:
@@ -27,7 +28,5 @@ def git_commit() -> str:
 
 def publish_model(settings: Settings, name: str, package_dir: Path, run_id: str, tags: dict[str, str]) -> str:
     """Upload ``package_dir`` as the run's ``model/`` artifacts and register it; returns the version."""
-    import mlflow
-
-    mlflow.log_artifacts(str(package_dir), artifact_path=MODEL_ARTIFACT_PATH)
+    log_artifacts(package_dir, MODEL_ARTIFACT_PATH)
     return register_model_dir(settings, name, run_id, tags={"git_commit": git_commit(), **tags})

@@ -16,7 +16,7 @@ from models.detector.recipes import RECOMMENDED_BACKBONE, recipe_for
 from models.detector.training import train_detector
 from models.weight_sources import PRETRAINED
 from storage.settings import load_settings
-from storage.tracking import EXPERIMENT_TRAINING, log_metrics, log_params, tracked_run
+from storage.tracking import EXPERIMENT_TRAINING, log_artifact, log_artifacts, log_metrics, log_params, tracked_run
 from tasks.backbone_weights import TEACHER, resolve_backbone_weights
 from tasks.evaluate_models import detector_report_artifacts, has_test_split
 from tasks.publish_model import publish_model
@@ -94,15 +94,13 @@ def train_detector_task(
         calibration = result.calibration
         log_params(calibration_params(calibration))
         metrics: dict[str, Any] = {"epochs_completed": result.epochs_completed, **result.seconds}
-        import mlflow
-
         with tempfile.TemporaryDirectory() as scratch:
             out = Path(scratch)
             if evaluation_dir:
                 evaluation = detector_report_artifacts(result.model, calibration, Path(evaluation_dir), out, device)
                 metrics.update({k: evaluation[k] for k in HEADLINE})
                 (out / "evaluation.json").write_text(json.dumps(evaluation, indent=2, default=float))
-                mlflow.log_artifacts(str(out), artifact_path="evaluation")
+                log_artifacts(out, "evaluation")
             log_metrics(metrics)
             history = result.history
             from tasks.plots import line_plot
@@ -110,7 +108,7 @@ def train_detector_task(
             series = {"train loss": ([h["epoch"] for h in history], [h["loss"] for h in history])}
             if history and "val_loss" in history[0]:
                 series["val loss"] = ([h["epoch"] for h in history], [h["val_loss"] for h in history])
-            mlflow.log_artifact(str(line_plot(Path(scratch) / "loss_curve.png", series, "epoch", "loss")))
+            log_artifact(line_plot(Path(scratch) / "loss_curve.png", series, "epoch", "loss"))
             package = save_detector(Path(scratch) / "package", result.model.cpu(), calibration, result.package_extra())
             version = publish_model(
                 settings,

@@ -18,7 +18,7 @@ from models.segmentation.recipes import DEFAULT_BACKBONE, recipe_for
 from models.segmentation.training import train_segmenter
 from models.weight_sources import PRETRAINED
 from storage.settings import load_settings
-from storage.tracking import EXPERIMENT_TRAINING, log_metrics, log_params, tracked_run
+from storage.tracking import EXPERIMENT_TRAINING, log_artifact, log_metrics, log_params, tracked_run
 from tasks.backbone_weights import ENCODER, resolve_backbone_weights
 from tasks.plots import line_plot
 from tasks.publish_model import publish_model
@@ -106,8 +106,6 @@ def train_segmenter_task(
             "training_seconds": result.seconds,
         }
         log_metrics(final)
-        import mlflow
-
         with tempfile.TemporaryDirectory() as scratch:
             out = Path(scratch)
             history = result.history
@@ -121,9 +119,9 @@ def train_segmenter_task(
                 "epoch",
                 "value",
             )
-            mlflow.log_artifact(str(curve))
+            log_artifact(curve)
             for path in _mask_overlays(result.model.cpu(), Path(data_dir), result.val_files, out, recipe.image_size):
-                mlflow.log_artifact(str(path), artifact_path="val_overlays")
+                log_artifact(path, "val_overlays")
             package = save_model_package(
                 out / "package", SEGMENTER_KIND, config.to_dict(), result.model, {"training": result.summary()}
             )
