@@ -18,7 +18,8 @@ from pathlib import Path
 from benchmarks.memory import PeakMemory
 from flows.ingest import ingest_shift
 from flows.runtime import dask_task_runner, local_worker_count, prefect_api
-from storage.frame_files import decode_frame, list_source_files
+from models.imaging import decode_image
+from storage.frame_files import list_source_files
 from storage.frame_store import FrameStore
 from storage.settings import load_settings
 
@@ -29,7 +30,7 @@ def bare_loop(source: Path, files: list[str], store_path: Path, max_pixels: int)
     store.ensure_shift("bare")
     start = time.perf_counter()
     for index, relative in enumerate(files):
-        frame = decode_frame(source / relative, max_pixels)
+        frame = decode_image((source / relative).read_bytes(), Path(relative).suffix, max_pixels)
         store.write_image("bare", f"f{index:05d}", frame.pixels, {})
     return time.perf_counter() - start
 

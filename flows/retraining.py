@@ -23,9 +23,9 @@ from flows.runtime import default_task_runner
 from flows.scoring import DEFAULT_SEGMENTER, pin_model
 from flows.training import DataError, require_dir
 from models.detector.recipes import RECOMMENDED_BACKBONE
+from models.imaging import IMAGE_SUFFIXES
 from models.segmentation.recipes import DEFAULT_BACKBONE as SEGMENTER_BACKBONE
 from models.weight_sources import PRETRAINED
-from storage.frame_files import IMAGE_SUFFIXES
 from storage.ids import validate_shift_id
 from storage.settings import Settings, load_settings
 from storage.tables import SCORES_FILE, read_scores

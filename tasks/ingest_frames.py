@@ -7,7 +7,8 @@ from pathlib import Path
 
 from prefect import task
 
-from storage.frame_files import FrameRejected, decode_frame
+from models.imaging import ImageRejected, decode_image
+from storage.frame_files import FrameRejected, read_source
 from storage.frame_store import FrameStore
 
 
@@ -52,8 +53,8 @@ def ingest_frames(
     for job in jobs:
         path = Path(source_root) / str(job["source_path"])
         try:
-            decoded = decode_frame(path, max_pixels, str(job["sha256"]))
-        except FrameRejected as rejection:
+            decoded = decode_image(read_source(path, str(job["sha256"])), path.suffix, max_pixels)
+        except (FrameRejected, ImageRejected) as rejection:
             rows.append(_row(job, "quarantined", str(rejection)))
             continue
         pixels = decoded.pixels

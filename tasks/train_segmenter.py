@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 from prefect import task
 
+from models.imaging import read_image, to_rgb
 from models.packaging import save_model_package
 from models.segmentation.builder import SEGMENTER_KIND
 from models.segmentation.inference import predict_mask
@@ -37,7 +38,7 @@ def _mask_overlays(model: Any, data_dir: Path, names: list[str], out: Path, long
         stem = Path(name).stem
         if stem not in images:
             continue
-        frame = np.asarray(Image.open(images[stem]).convert("RGB"))
+        frame = to_rgb(read_image(images[stem]))
         mask = predict_mask(model, frame, long_side=long_side).astype(np.float32)
         heat = np.asarray(Image.fromarray(mask).resize((frame.shape[1], frame.shape[0]), Image.Resampling.NEAREST))
         path = out / f"val_{stem}.jpg"

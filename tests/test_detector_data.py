@@ -10,14 +10,13 @@ import torch
 from PIL import Image
 
 from models.detector.data import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     load_image,
     load_mask,
     scan_mvtec,
     split_train_val,
 )
 from models.detector.inference import preprocess_crop, preprocess_crops
+from models.imaging import IMAGENET_MEAN, IMAGENET_STD
 
 
 def _write(path: Path, array: np.ndarray) -> None:

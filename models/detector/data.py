@@ -23,9 +23,8 @@ import torch
 from PIL import Image
 from torch.nn import functional as F
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
+from models.imaging import IMAGE_SUFFIXES, imagenet_normalise, read_image, to_rgb, to_unit_float
+
 GOOD = "good"
 
 
@@ -35,42 +34,9 @@ def list_images(folder: str | Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def to_unit_range(array: np.ndarray) -> np.ndarray:
-    """Integer (uint8, uint16, int32 holding 16-bit) or float array → float32 in ``[0, 1]``.
-
-    Raises:
-        TypeError: For dtypes that carry no known value range (e.g. bool, complex).
-    """
-    if array.dtype == np.uint8:
-        return array.astype(np.float32) / 255.0
-    if array.dtype == np.uint16:
-        return array.astype(np.float32) / 65535.0
-    if array.dtype in (np.int32, np.int64):  # PIL opens 16-bit images as mode "I"
-        top = 255.0 if array.max(initial=0) <= 255 else 65535.0
-        return np.clip(array.astype(np.float32) / top, 0.0, 1.0)
-    if np.issubdtype(array.dtype, np.floating):
-        return np.clip(array.astype(np.float32), 0.0, 1.0)
-    raise TypeError(f"cannot interpret image dtype {array.dtype}; pass uint8, uint16 or float in [0, 1]")
-
-
-def to_rgb_array(array: np.ndarray) -> np.ndarray:
-    """``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)`` → ``(H, W, 3)`` (grey repeated, alpha dropped)."""
-    if array.ndim == 2:
-        array = array[:, :, None]
-    if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
-        raise ValueError(f"expected an image of shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got {array.shape}")
-    if array.shape[2] == 1:
-        return np.repeat(array, 3, axis=2)
-    return array[:, :, :3]
-
-
 def read_image_array(path: str | Path) -> np.ndarray:
-    """Read an image file as ``(H, W, 3)`` float32 in ``[0, 1]``."""
-    with Image.open(path) as image:
-        if image.mode in ("P", "PA", "CMYK", "YCbCr", "LA", "1"):
-            image = image.convert("RGBA" if "A" in image.mode else "RGB")
-        array = np.asarray(image)
-    return to_rgb_array(to_unit_range(array))
+    """Read an image file as ``(H, W, 3)`` float32 in ``[0, 1]``, decoded as the ingest decodes frames."""
+    return to_rgb(to_unit_float(read_image(path)))
 
 
 def resize_tensor(images: torch.Tensor, image_size: int, mode: str = "bilinear") -> torch.Tensor:
@@ -102,20 +68,6 @@ def load_mask(path: str | Path, image_size: int) -> torch.Tensor:
         array = np.asarray(image.convert("L")) > 0
     tensor = torch.from_numpy(array.astype(np.float32))[None]
     return (resize_tensor(tensor, image_size, mode="nearest") > 0.5).float()
-
-
-def normalise(images: torch.Tensor) -> torch.Tensor:
-    """ImageNet normalisation of ``(3, H, W)`` or ``(N, 3, H, W)`` tensors in ``[0, 1]``."""
-    mean = torch.tensor(IMAGENET_MEAN, dtype=images.dtype, device=images.device).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=images.dtype, device=images.device).view(3, 1, 1)
-    return (images - mean) / std
-
-
-def denormalise(images: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`normalise` (for overlays)."""
-    mean = torch.tensor(IMAGENET_MEAN, dtype=images.dtype, device=images.device).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=images.dtype, device=images.device).view(3, 1, 1)
-    return images * std + mean
 
 
 @dataclass(frozen=True)
@@ -252,4 +204,4 @@ def load_images_uint8(paths: list[Path], image_size: int) -> torch.Tensor:
 
 def uint8_to_input(images: torch.Tensor) -> torch.Tensor:
     """Cached uint8 ``(N, 3, S, S)`` → normalised float network input."""
-    return normalise(images.float() / 255.0)
+    return imagenet_normalise(images.float() / 255.0)

@@ -15,9 +15,10 @@ import numpy as np
 import torch
 
 from models.detector.calibration import Calibration
-from models.detector.data import GOOD, load_image, load_mask, normalise, scan_mvtec
+from models.detector.data import GOOD, load_image, load_mask, scan_mvtec
 from models.detector.inference import score_images
 from models.detector.network import ReverseDistillation
+from models.imaging import imagenet_normalise
 from models.metrics.anomaly import (
     SortedScores,
     aupro,
@@ -66,7 +67,7 @@ def load_test_set(data_dir: str | Path, image_size: int) -> TestSet:
     """Read ``data_dir/test`` and its masks at ``image_size`` (masks nearest neighbour, thresholded at 0.5)."""
     index = scan_mvtec(data_dir, need_train=False, need_test=True)
     samples = index.test
-    images = torch.stack([normalise(load_image(s.path, image_size)) for s in samples])
+    images = torch.stack([imagenet_normalise(load_image(s.path, image_size)) for s in samples])
     masks = np.stack(
         [
             load_mask(s.mask_path, image_size)[0].numpy() > 0.5

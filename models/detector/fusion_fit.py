@@ -25,8 +25,8 @@ import torch
 from torch.nn import functional as F
 
 from models.anomaly_synthesis import AnomalySynthesizer, SynthesisConfig
-from models.detector.data import normalise
 from models.detector.network import ReverseDistillation
+from models.imaging import imagenet_normalise
 from models.metrics.anomaly import auroc
 
 MAX_FIT_PIXELS = 100_000
@@ -73,7 +73,7 @@ def synthetic_level_maps(
     level_maps, masks = [], []
     for start in range(0, len(images), batch_size):
         anomalous, mask = synthesizer.batch(images[start : start + batch_size], rng)
-        level_maps.append(model.level_maps(normalise(anomalous).to(device)).float().cpu())
+        level_maps.append(model.level_maps(imagenet_normalise(anomalous).to(device)).float().cpu())
         masks.append(mask[:, 0])
     return torch.cat(level_maps), torch.cat(masks)
 

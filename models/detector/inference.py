@@ -17,15 +17,16 @@ from torch import nn
 from torch.nn import functional as F
 
 from models.detector.calibration import Calibration
-from models.detector.data import array_to_tensor, normalise, to_rgb_array, to_unit_range
+from models.detector.data import array_to_tensor
 from models.detector.network import ReverseDistillation
+from models.imaging import imagenet_normalise, to_rgb, to_unit_float
 
 
 def preprocess_crop(crop: np.ndarray, image_size: int) -> torch.Tensor:
     """One crop (uint8/uint16/float in [0, 1]; ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)``) →
     ImageNet-normalised ``(3, image_size, image_size)`` float tensor."""
-    array = to_rgb_array(to_unit_range(np.asarray(crop)))
-    return normalise(array_to_tensor(array, image_size))
+    array = to_rgb(to_unit_float(np.asarray(crop)))
+    return imagenet_normalise(array_to_tensor(array, image_size))
 
 
 def preprocess_crops(crops: Sequence[np.ndarray], image_size: int) -> torch.Tensor:

@@ -21,27 +21,21 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from models.imaging import IMAGE_SUFFIXES, imagenet_normalise, read_image
 from models.segmentation.augmentation import AugmentConfig, JointAugment
-from models.segmentation.preprocessing import (
-    IMAGE_SUFFIXES,
-    image_to_float,
-    normalize,
-    read_image,
-    resize_image,
-    resize_mask,
-    resized_size,
-)
+from models.segmentation.preprocessing import image_to_float, resize_image, resize_mask, resized_size
 
 IMAGES_DIR = "images"
 MASKS_DIR = "masks"
 
 
 def _image_size_of(path: Path) -> tuple[int, int]:
-    """``(height, width)`` from the file header, without decoding the pixels."""
+    """``(height, width)`` as decoded (EXIF orientation applied), from the file header where it can be."""
     try:
         with Image.open(path) as image:
             width, height = image.size
-            return height, width
+            transposed = image.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # rotated by 90 degrees
+            return (width, height) if transposed else (height, width)
     except Exception:  # PIL cannot read every TIFF header; decode instead
         array = read_image(path)
         return int(array.shape[0]), int(array.shape[1])
@@ -217,4 +211,4 @@ class SegmentationFolder(Dataset):
         image, mask = self._load(index)
         if self.augment is not None:
             image, mask = self.augment(image, mask)
-        return normalize(image), mask.long()
+        return imagenet_normalise(image), mask.long()

@@ -2,43 +2,29 @@
 
 One path from a camera array to a network input, so that training and scoring see identical pixels:
 
+0. files are read by :func:`models.imaging.read_image`, exactly as the ingest decodes frames;
 1. :func:`image_to_float`: uint8 / 255, uint16 / 65535, greyscale repeated to 3 channels, alpha dropped;
 2. :func:`resize_image`: bilinear with antialiasing so that the long side equals ``long_side`` (aspect ratio
    kept, each side rounded to the nearest pixel); masks use nearest neighbour (:func:`resize_mask`);
-3. :func:`normalize`: ImageNet mean and standard deviation (the encoder's statistics, pretrained or not);
+3. :func:`models.imaging.imagenet_normalise`: ImageNet mean and standard deviation (the encoder's statistics,
+   pretrained or not);
 4. padding to a multiple of 16 happens inside the network (or in :func:`pad_collate` for batches).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
-IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+from models.imaging import imagenet_normalise, to_rgb, to_unit_float
+
 #: Label of pixels that count neither in the loss nor in the metrics (padding, rotation fill).
 IGNORE_INDEX = 255
 #: Inputs are padded to a multiple of this (the network's output stride).
 SIZE_MULTIPLE = 16
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as a numpy array, keeping its bit depth (TIFFs through tifffile)."""
-    path = Path(path)
-    if path.suffix.lower() in (".tif", ".tiff"):
-        import tifffile
-
-        return np.asarray(tifffile.imread(path))
-    with Image.open(path) as image:
-        if image.mode in ("P", "CMYK", "YCbCr", "LA", "PA"):
-            image = image.convert("RGB")
-        return np.asarray(image)
 
 
 def image_to_float(image: np.ndarray) -> torch.Tensor:
@@ -52,26 +38,7 @@ def image_to_float(image: np.ndarray) -> torch.Tensor:
     Raises:
         ValueError: For other shapes or dtypes.
     """
-    array = np.asarray(image)
-    if array.ndim == 3 and array.shape[2] == 1:
-        array = array[..., 0]
-    if array.ndim == 2:
-        array = np.repeat(array[..., None], 3, axis=2)
-    elif array.ndim == 3 and array.shape[2] == 4:
-        array = array[..., :3]
-    if array.ndim != 3 or array.shape[2] != 3:
-        raise ValueError(
-            f"expected an (H, W) grey or (H, W, 3) RGB image, got shape {array.shape}. "
-            "Pass frames as height x width (x channels) arrays."
-        )
-    if array.dtype == np.uint8:
-        scaled = array.astype(np.float32) / 255.0
-    elif array.dtype == np.uint16:
-        scaled = array.astype(np.float32) / 65535.0
-    elif np.issubdtype(array.dtype, np.floating):
-        scaled = array.astype(np.float32)
-    else:
-        raise ValueError(f"unsupported image dtype {array.dtype}; pass uint8, uint16 or float in [0, 1]")
+    scaled = to_rgb(to_unit_float(np.asarray(image)))
     return torch.from_numpy(np.ascontiguousarray(scaled.transpose(2, 0, 1)))
 
 
@@ -100,17 +67,10 @@ def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return resized[0, 0].to(mask.dtype)
 
 
-def normalize(image: torch.Tensor) -> torch.Tensor:
-    """ImageNet normalisation of ``(3, H, W)`` or ``(N, 3, H, W)`` images in [0, 1]."""
-    mean = torch.tensor(IMAGENET_MEAN, dtype=image.dtype, device=image.device).reshape(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=image.dtype, device=image.device).reshape(3, 1, 1)
-    return (image - mean) / std
-
-
 def preprocess_image(image: np.ndarray, long_side: int) -> torch.Tensor:
     """Camera array to a normalised ``(3, h, w)`` network input with long side ``long_side`` (unpadded)."""
     tensor = image_to_float(image)
-    return normalize(resize_image(tensor, resized_size(tensor.shape[1], tensor.shape[2], long_side)))
+    return imagenet_normalise(resize_image(tensor, resized_size(tensor.shape[1], tensor.shape[2], long_side)))
 
 
 def padded_size(height: int, width: int, multiple: int = SIZE_MULTIPLE) -> tuple[int, int]:
