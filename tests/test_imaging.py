@@ -72,5 +72,5 @@ def test_the_segmentation_folder_reads_rotated_frames_upright(frames: Path, tmp_
 def test_an_unreadable_training_image_names_the_file(tmp_path: Path) -> None:
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
-    with pytest.raises(ImageRejected, match="broken.png"):
+    with pytest.raises(ImageRejected, match=r"broken\.png"):
         read_image(broken)
