@@ -31,15 +31,29 @@ for _setting in ("DEFECTFLOW_TEACHER_WEIGHTS", "DEFECTFLOW_ENCODER_WEIGHTS", "DE
 
 @pytest.fixture(scope="session")
 def prefect_api() -> Iterator[str]:
-    """One real Prefect API server for the whole session; Dask workers inherit its URL."""
+    """One real Prefect API server for the whole session, and one two-worker Dask ``LocalCluster`` beside it.
+
+    Flow runs in tests use the cluster as an existing one (``tests.pipeline.runner``): the path a multi-node
+    deployment takes with ``DEFECTFLOW_DASK_ADDRESS``, without paying a cluster start per run. Its workers are
+    started after the API, so they inherit its URL. Tests that kill workers or the scheduler start their own.
+    """
     import shutil
+
+    from distributed import LocalCluster
 
     shutil.rmtree(_PREFECT_HOME, ignore_errors=True)
     _PREFECT_HOME.mkdir(parents=True)
     from flows.runtime import prefect_api as start
+    from tests.pipeline import SHARED_CLUSTER
 
     with start() as url:
-        yield url
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+        os.environ[SHARED_CLUSTER] = cluster.scheduler_address
+        try:
+            yield url
+        finally:
+            os.environ.pop(SHARED_CLUSTER, None)
+            cluster.close()
 
 
 @pytest.fixture

@@ -45,11 +45,23 @@ class Workspace:
         return self.data / "segmentation"
 
 
-def runner(home: Path, workers: int = 2, **cluster: object):
-    """A Dask task runner on a fresh two-worker LocalCluster."""
-    task_runner = dask_task_runner(load_settings(home), workers=workers)
-    task_runner.cluster_kwargs.update(cluster)
-    return task_runner
+#: Environment variable holding the address of the session's shared cluster (set by the ``prefect_api`` fixture).
+SHARED_CLUSTER = "DEFECTFLOW_TEST_DASK_ADDRESS"
+
+
+def shared_cluster() -> str:
+    """Address of the session's shared cluster (for ``--dask-address`` in command-line tests)."""
+    return os.environ[SHARED_CLUSTER]
+
+
+def runner(home: Path, own_cluster: bool = False, workers: int = 2):
+    """A Dask task runner on the session's shared cluster, or on a fresh LocalCluster of its own.
+
+    A test that kills a worker or the scheduler needs ``own_cluster=True``; so does a run outside the session's
+    fixtures (no shared cluster then).
+    """
+    address = None if own_cluster else os.environ.get(SHARED_CLUSTER)
+    return dask_task_runner(load_settings(home), address=address, workers=workers)
 
 
 def train_small_models(home: Path, data: Path, seed: int = 0) -> tuple[dict, dict]:

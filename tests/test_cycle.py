@@ -96,7 +96,7 @@ def cycle(tmp_path_factory: pytest.TempPathFactory, prefect_api: str) -> dict[st
 
         # 2. v2, trained on a copy whose masks are inverted: the gate refuses it.
         corrupted = _inverted_copy(segmentation, root / "segmentation-inverted")
-        story["v2"] = _train_segmenter(corrupted, home, epochs=4, max_minutes=0.5)
+        story["v2"] = _train_segmenter(corrupted, home, epochs=2, max_minutes=0.5)
         story["v2_promotion"] = promote(model="segmenter", home=str(home), eval_data=str(segmentation))
         story["after_v2"] = _aliases(home, "segmenter")
         lap("v2")

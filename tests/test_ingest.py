@@ -19,19 +19,20 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.ingest import ingest_shift
-from flows.runtime import dask_task_runner
 from storage.frame_store import FrameStore
 from storage.ids import image_id_for
-from storage.settings import load_settings
 from storage.shift_lock import ShiftBusy
 from storage.tables import read_manifest
+from tests.pipeline import runner as task_runner_for
+from tests.pipeline import shared_cluster
 
 RNG = np.random.default_rng(7)
 
 
 def _run(source: Path, home: Path, shift: str = "S1", **kwargs) -> dict:
-    runner = dask_task_runner(load_settings(home), workers=2)
-    return ingest_shift.with_options(task_runner=runner)(source=str(source), shift_id=shift, home=str(home), **kwargs)
+    return ingest_shift.with_options(task_runner=task_runner_for(home))(
+        source=str(source), shift_id=shift, home=str(home), **kwargs
+    )
 
 
 def _png_with_header_only(path: Path, width: int, height: int) -> None:
@@ -264,7 +265,8 @@ def test_cli_refuses_bad_arguments_with_exit_code_2(tmp_path: Path, arguments: l
 def test_cli_ingest_exits_zero_with_quarantined_files_and_prints_summary(
     bad_source: Path, tmp_path: Path, prefect_api: str
 ) -> None:
-    result = runner.invoke(app, ["ingest", str(bad_source), "--shift", "night-1", "--home", str(tmp_path / "h")])
+    arguments = ["ingest", str(bad_source), "--shift", "night-1", "--home", str(tmp_path / "h")]
+    result = runner.invoke(app, [*arguments, "--dask-address", shared_cluster()])
     assert result.exit_code == 0, result.output
     text = result.output.replace("\n", " ")
     assert "quarantined" in text and "truncated.png" in text and "duplicate" in text
@@ -472,7 +474,8 @@ def test_file_names_with_rich_markup_are_printed_as_they_are(tmp_path: Path, pre
     source.mkdir()
     (source / "[bold red]loud.txt").write_text("not a frame")
     (source / "[i]talic.txt").write_text("not a frame either")
-    result = runner.invoke(app, ["ingest", str(source), "--shift", "S1", "--home", str(tmp_path / "h")])
+    arguments = ["ingest", str(source), "--shift", "S1", "--home", str(tmp_path / "h")]
+    result = runner.invoke(app, [*arguments, "--dask-address", shared_cluster()])
     assert result.exit_code == 0, result.output
     assert "[bold red]loud.txt" in result.output and "[i]talic.txt:" in result.output
 
@@ -483,7 +486,7 @@ def test_an_ingest_of_a_busy_shift_refuses_with_exit_75_and_writes_nothing(
     from tests.pipeline import shift_held_by_another_process
 
     home = tmp_path / "h"
-    arguments = ["ingest", str(bad_source), "--shift", "S1", "--home", str(home), "--workers", "1"]
+    arguments = ["ingest", str(bad_source), "--shift", "S1", "--home", str(home), "--dask-address", shared_cluster()]
     with shift_held_by_another_process(home, "S1"):
         result = runner.invoke(app, arguments)
         with pytest.raises(ShiftBusy, match="shift S1 is busy"):  # the flow itself, as a deployment runs it

@@ -29,11 +29,12 @@ from synth.frame import render_empty_belt
 from tasks import model_cache
 from tasks.model_cache import ModelRef
 from tasks.score_frames import score_frames
-from tests.pipeline import SHIFT, Workspace, ingest_copy, runner
+from tests.pipeline import SHIFT, Workspace, ingest_copy, runner, shared_cluster
 
 
-def _score(ws: Workspace, shift: str, **kwargs) -> dict:
-    return nightly_scoring.with_options(task_runner=runner(ws.home))(shift_id=shift, home=str(ws.home), **kwargs)
+def _score(ws: Workspace, shift: str, own_cluster: bool = False, **kwargs) -> dict:
+    task_runner = runner(ws.home, own_cluster=own_cluster)
+    return nightly_scoring.with_options(task_runner=task_runner)(shift_id=shift, home=str(ws.home), **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +188,7 @@ def test_verify_finds_damaged_frames_and_heatmaps_and_the_named_commands_repair_
     source = ingest_copy(workspace, "verify", frames=3)
     settings = load_settings(workspace.home)
     _score(workspace, "verify")
-    verify = ["verify", "--shift", "verify", "--home", str(workspace.home), "--workers", "2"]
+    verify = ["verify", "--shift", "verify", "--home", str(workspace.home), "--dask-address", shared_cluster()]
     assert CliRunner().invoke(app, verify).exit_code == 0
     scores = read_scores(settings.results_dir("verify"))
     frame, heatmap = sorted(scores.loc[scores["status"] == "scored", "image_id"])[:2]
@@ -272,7 +273,7 @@ def test_a_killed_worker_loses_no_finished_work(workspace: Workspace) -> None:
     killer = threading.Thread(target=kill_one_worker)
     killer.start()
     try:
-        summary = _score(workspace, "killed", batch_size=1)
+        summary = _score(workspace, "killed", own_cluster=True, batch_size=1)  # kills one of its workers
     except Exception:  # the run itself may fail with the worker; the re-run must complete the shift
         summary = None
     killer.join()
