@@ -1,7 +1,7 @@
 """Which teacher levels, and how fused: one trained detector evaluated with each fusion of its level maps.
 
 The paper fuses the three per-level maps with a fitted 1x1 convolution (defectflow fits it on synthetic
-anomalies, :mod:`models.detector.fusion_fit`); RD4AD sums them. This script takes a trained package and evaluates
+anomalies, :mod:`models.detector.map_weights_fit`); RD4AD sums them. This script takes a trained package and evaluates
 it on an MVTec-layout set with the fitted weights, the plain mean, each level alone and each pair, so the tuning
 table in docs/detector.md shows what the fusion and each level give. No training: every row is the same network.
 

@@ -83,6 +83,7 @@ import pandas as pd
 from PIL import Image
 
 from models.detector.recipes import RECOMMENDED_BACKBONE
+from models.metrics.streaming_roc import StreamingPixelRoc
 from models.weight_sources import PRETRAINED, RANDOM_INIT, WeightsUnavailableError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,7 +94,6 @@ SHIFT_ONE_STAGE = "tvo-one-stage"
 SEG_BACKBONE = "resnet18"
 EPOCHS = "1000"  # the --minutes budget ends training; the segmenter's schedule follows the budget too
 CROSS_CHECK_PIXELS = 20_000_000  # up to here the exact pixel AUROC is also computed by models.metrics.anomaly
-ROC_BINS = 1 << 16  # one bin per float16 bit pattern
 
 #: Sizes of a full run and of ``--quick``; any option given on the command line wins over both.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -402,44 +402,6 @@ def score_with_flow(pipeline: Pipeline, args: argparse.Namespace) -> None:
 # ----------------------------------------------------------------------------------------------------- metrics
 
 
-def float16_order_keys(heatmap: np.ndarray) -> np.ndarray:
-    """uint16 keys that sort like the float16 values (equal values, -0 and +0 included, share one key).
-
-    Raises:
-        ValueError: On NaN in the heatmap (a broken model output must not be ranked silently).
-    """
-    values = np.asarray(heatmap, dtype=np.float16) + np.float16(0)  # -0 + 0 = +0
-    if np.isnan(values).any():
-        raise ValueError("heatmap contains NaN")
-    bits = values.view(np.uint16)
-    return np.where(bits >= 0x8000, 0xFFFF - bits, bits | 0x8000).astype(np.uint16)
-
-
-@dataclass
-class PixelRoc:
-    """Exact pixel ROC of float16 heatmaps: defect and normal pixel counts per value, summed over frames."""
-
-    positives: np.ndarray = field(default_factory=lambda: np.zeros(ROC_BINS, dtype=np.int64))
-    negatives: np.ndarray = field(default_factory=lambda: np.zeros(ROC_BINS, dtype=np.int64))
-
-    def add(self, heatmap: np.ndarray, mask: np.ndarray) -> None:
-        """Count one frame's pixels (``mask`` true = defect)."""
-        keys = float16_order_keys(heatmap).ravel()
-        defect = np.asarray(mask, dtype=bool).ravel()
-        self.positives += np.bincount(keys[defect], minlength=ROC_BINS)
-        self.negatives += np.bincount(keys[~defect], minlength=ROC_BINS)
-
-    def auroc(self) -> float:
-        """Trapezoidal AUROC over the distinct values, descending (ties one half); NaN without both classes."""
-        positives, negatives = self.positives[::-1], self.negatives[::-1]
-        present = (positives + negatives) > 0
-        tps = np.cumsum(positives, dtype=np.float64)[present]
-        fps = np.cumsum(negatives, dtype=np.float64)[present]
-        if tps[-1] == 0 or fps[-1] == 0:
-            return math.nan
-        return float(np.trapezoid(np.r_[0.0, tps / tps[-1]], np.r_[0.0, fps / fps[-1]]))
-
-
 def read_mask(path: Path) -> np.ndarray:
     """A 0/255 mask PNG as bool."""
     with Image.open(path) as image:
@@ -475,7 +437,7 @@ def evaluate(pipeline: Pipeline, paths: dict[str, Any], size: tuple[int, int]) -
     raw_floor = np.nanmin(raw[scored]) - 1.0 if scored.any() else 0.0  # below every scored frame
 
     store = FrameStore(settings.store_path)
-    roc = PixelRoc()
+    roc = StreamingPixelRoc()
     keep_for_check: list[tuple[np.ndarray, np.ndarray]] = []
     total_pixels = len(frames) * size[0] * size[1]
     check = total_pixels <= CROSS_CHECK_PIXELS

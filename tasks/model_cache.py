@@ -45,9 +45,9 @@ def _load(ref: ModelRef, device: torch.device) -> Any:
         extra: Any = calibration
     elif ref.kind == "segmenter":
         from models.packaging import load_model_package
-        from models.segmentation.builder import SEGMENTER_KIND, package_builder
+        from models.segmentation.builder import SEGMENTER_KIND, segmenter_builder
 
-        model, package = load_model_package(ref.local_dir, {SEGMENTER_KIND: package_builder}, SEGMENTER_KIND)
+        model, package = load_model_package(ref.local_dir, {SEGMENTER_KIND: segmenter_builder}, SEGMENTER_KIND)
         extra = None
     else:
         raise ValueError(f"unknown model kind {ref.kind!r}")

@@ -14,9 +14,9 @@ from models.detector.config import DetectorConfig
 from models.detector.evaluation import evaluate_detector
 from models.detector.inference import score_crops
 from models.detector.package import load_detector, save_detector
-from models.detector.toy_data import make_toy_dataset
 from models.detector.training import DetectorTrainResult, train_detector
 from tests.threads import one_torch_thread
+from tests.toy_data import make_toy_dataset
 
 # Deep random teacher: on the toy blobs it beats timm's shallow one (the synthetic parts showed the opposite).
 TINY = {
@@ -116,7 +116,7 @@ def test_training_errors_say_what_to_do(tmp_path: Path) -> None:
 def test_experiment_command_writes_a_summary(toy_root: Path, tmp_path: Path) -> None:
     import json
 
-    from models.detector.experiment import main
+    from benchmarks.detector_experiment import main
 
     config = json.dumps({**TINY, "student_widths": list(TINY["student_widths"])})
     out = tmp_path / "summary.json"

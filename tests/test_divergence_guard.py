@@ -10,10 +10,10 @@ import torch
 from torch import nn
 
 from models.detector.config import DetectorConfig
-from models.detector.toy_data import make_toy_dataset
 from models.detector.training import train_detector
 from models.divergence_guard import DivergenceGuard, TrainingDivergedError
 from tests.threads import one_torch_thread
+from tests.toy_data import make_toy_dataset
 
 TINY = {"vit_dim": 32, "vit_heads": 2, "vit_depth": 1, "embedding_channels": 64, "student_widths": (48, 32, 16)}
 

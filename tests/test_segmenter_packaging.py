@@ -9,7 +9,7 @@ import timm
 import torch
 
 from models.packaging import load_model_package, save_model_package
-from models.segmentation.builder import SEGMENTER_KIND, build_segmenter, package_builder
+from models.segmentation.builder import SEGMENTER_KIND, build_segmenter, segmenter_builder
 from models.segmentation.config import SegmenterConfig
 
 TINY = {"amam_channels": 16, "decoder_channels": (16, 16, 8, 8), "head_channels": 8}
@@ -31,7 +31,7 @@ def test_package_round_trip_gives_identical_outputs(tmp_path: Path) -> None:
     model.eval()
     save_model_package(tmp_path / "seg", SEGMENTER_KIND, config.to_dict(), model, extra={"val_miou": 0.9})
 
-    loaded, package = load_model_package(tmp_path / "seg", {SEGMENTER_KIND: package_builder}, SEGMENTER_KIND)
+    loaded, package = load_model_package(tmp_path / "seg", {SEGMENTER_KIND: segmenter_builder}, SEGMENTER_KIND)
     assert package.kind == SEGMENTER_KIND
     assert SegmenterConfig.from_dict(package.config) == config
     assert loaded.weights_info.source == "random" and "package" in loaded.weights_info.detail

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.detector.fusion import MultiScaleFusion
+from models.detector.feature_fusion import MultiScaleFusion
 from models.detector.vit_block import ViTBlock
 
 

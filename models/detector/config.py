@@ -60,7 +60,7 @@ class DetectorConfig:
         smoothing_sigma: Standard deviation of the Gaussian that smooths the anomaly map, in pixels.
         fusion_weights: Fixed weights of the three level maps (shallow to deep), e.g. ``(0, 0.5, 0.5)`` to leave
             out the stride-4 level; ``None`` (default) fits them on synthetic anomalies after training (the
-            paper's adaptive 1x1 weights, :mod:`models.detector.fusion_fit`).
+            paper's adaptive 1x1 weights, :mod:`models.detector.map_weights_fit`).
     """
 
     backbone: str = "wide_resnet50_2"

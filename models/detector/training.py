@@ -6,7 +6,7 @@
 3. Train bottleneck and student with Adam (RD4AD: lr 0.005, betas (0.5, 0.999), batch 16) on the cosine
    distillation loss, for ``epochs`` or until ``max_minutes`` have passed.
 4. Fit the anomaly-map fusion weights on synthetic anomalies of the training images
-   (:mod:`models.detector.fusion_fit`).
+   (:mod:`models.detector.map_weights_fit`).
 5. Calibrate thresholds on the held-out normal images, F1-optimally when ``labelled_dir`` holds labelled defects.
 """
 
@@ -27,9 +27,9 @@ from models.detector.builder import build_detector
 from models.detector.calibration import Calibration, calibrate
 from models.detector.config import DetectorConfig
 from models.detector.data import load_images_uint8, load_mask, scan_mvtec, split_train_val, uint8_to_input
-from models.detector.fusion_fit import fit_fusion_weights
 from models.detector.inference import score_images
 from models.detector.loss import ReverseDistillationLoss
+from models.detector.map_weights_fit import fit_fusion_weights
 from models.detector.network import ReverseDistillation
 from models.detector.recipes import DetectorRecipe, recipe_for, training_recipe
 from models.divergence_guard import DivergenceGuard, TrainingDivergedError

@@ -20,7 +20,7 @@ from typing import Any
 
 _MODULES = {
     "models.segmentation.augmentation": ("AugmentConfig",),
-    "models.segmentation.builder": ("SEGMENTER_KIND", "build_segmenter", "package_builder"),
+    "models.segmentation.builder": ("SEGMENTER_KIND", "build_segmenter", "segmenter_builder"),
     "models.segmentation.config": ("SegmenterConfig",),
     "models.segmentation.data": ("SegmentationFolder", "split_train_val"),
     "models.segmentation.inference": ("evaluate_segmenter", "predict_mask", "predict_masks"),

@@ -20,7 +20,7 @@ def build_segmenter(config: SegmenterConfig | dict[str, Any], load_pretrained: b
             package).
         load_pretrained: Fill the encoder from ``config.encoder_weights``. Pass ``False`` when the whole
             network is loaded from a model package right after (``load_model_package`` does this through
-            :func:`package_builder`): no weights are fetched or read, and ``weights_info`` says that the random
+            :func:`segmenter_builder`): no weights are fetched or read, and ``weights_info`` says that the random
             weights are meant to be overwritten.
 
     Returns:
@@ -34,6 +34,6 @@ def build_segmenter(config: SegmenterConfig | dict[str, Any], load_pretrained: b
     return AmamUNet(config, encoder, weights_info)
 
 
-def package_builder(config: dict[str, Any]) -> AmamUNet:
-    """Builder for :func:`models.packaging.load_model_package`: ``{SEGMENTER_KIND: package_builder}``."""
+def segmenter_builder(config: dict[str, Any]) -> AmamUNet:
+    """Builder for :func:`models.packaging.load_model_package`: ``{SEGMENTER_KIND: segmenter_builder}``."""
     return build_segmenter(config, load_pretrained=False)

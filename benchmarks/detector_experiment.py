@@ -2,7 +2,7 @@
 
 Example (the small random-teacher configuration on an MVTec-layout folder, 10 minutes of training)::
 
-    .venv/bin/python -m models.detector.experiment DATA --image-size 128 --minutes 10 --lr 0.001 \\
+    .venv/bin/python -m benchmarks.detector_experiment DATA --image-size 128 --minutes 10 --lr 0.001 \\
         --threads 1 --out results/detector-small.json --package results/detector-small
 
 Prints one JSON summary (headline metrics, per-defect metrics, training record) and writes it to ``--out``.
