@@ -102,7 +102,9 @@ def _configure_logging(verbose: bool) -> None:
                 handler.setLevel(level)
     for name in ("distributed", "mlflow", "alembic", "models", "tasks"):
         logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
-    enable_progress(console.is_terminal or os.environ.get("DEFECTFLOW_PROGRESS") == "1")
+    from storage.settings import progress_forced
+
+    enable_progress(console.is_terminal or progress_forced())
 
 
 @contextmanager

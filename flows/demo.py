@@ -24,6 +24,7 @@ from flows.cli import invoke
 from models.detector.recipes import RECOMMENDED_BACKBONE
 from models.segmentation.recipes import recipe_for as segmenter_recipe
 from models.weight_sources import PRETRAINED, RANDOM_INIT, WeightsUnavailableError
+from storage.settings import PROGRESS_SETTING
 
 console = Console()
 
@@ -99,7 +100,7 @@ def main() -> None:
     home = _home(args.home)
     data = home / "data"
     os.environ["DEFECTFLOW_HOME"] = str(home)
-    os.environ.setdefault("DEFECTFLOW_PROGRESS", "1")
+    os.environ.setdefault(PROGRESS_SETTING, "1")
     shift_dir = data / "shift-demo"
     train_dir = data / "train"
 

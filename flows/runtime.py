@@ -151,7 +151,7 @@ def dask_task_runner(
             "n_workers": local_worker_count(settings, workers),
             "threads_per_worker": threads_per_worker,
             "processes": True,
-            "dashboard_address": os.environ.get("DEFECTFLOW_DASK_DASHBOARD", ":0"),
+            "dashboard_address": settings.dask_dashboard,
             "silence_logs": logging.WARNING,
         }
     )

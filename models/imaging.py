@@ -24,8 +24,6 @@ _TIFF_SUFFIXES = frozenset({".tif", ".tiff"})
 #: ImageNet channel statistics: what timm's backbones expect, pretrained or not.
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
-#: Pixel budget of :func:`read_image` when the caller sets none (Pillow's own bomb limit, twice over).
-DEFAULT_MAX_PIXELS = 2 * 89_478_485
 
 
 class ImageRejected(ValueError):
@@ -195,15 +193,19 @@ def decode_image(data: bytes, suffix: str, max_pixels: int) -> DecodedImage:
     return DecodedImage(pixels, conversions)
 
 
-def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
     """An image file's pixels as (y, x, c) uint8 or uint16, decoded as the ingest decodes frames.
+
+    ``max_pixels`` ``None`` keeps Pillow's own decompression-bomb limit (the ingest passes the workspace's
+    ``DEFECTFLOW_MAX_PIXELS``).
 
     Raises:
         ImageRejected: Naming the file and saying what is wrong with it.
     """
     path = Path(path)
     try:
-        return decode_image(path.read_bytes(), path.suffix, max_pixels).pixels
+        limit = max_pixels if max_pixels is not None else 2 * (Image.MAX_IMAGE_PIXELS or 0) or 2**62
+        return decode_image(path.read_bytes(), path.suffix, limit).pixels
     except ImageRejected as rejection:
         raise ImageRejected(f"{path}: {rejection}") from rejection
 

@@ -22,6 +22,8 @@ DEFAULT_MAX_PIXELS = 200_000_000
 TEACHER_WEIGHTS_SETTING = "DEFECTFLOW_TEACHER_WEIGHTS"
 ENCODER_WEIGHTS_SETTING = "DEFECTFLOW_ENCODER_WEIGHTS"
 WEIGHTS_DIR_SETTING = "DEFECTFLOW_WEIGHTS_DIR"
+TORCH_THREADS_SETTING = "DEFECTFLOW_TORCH_THREADS"
+PROGRESS_SETTING = "DEFECTFLOW_PROGRESS"
 
 
 class SettingsError(ValueError):
@@ -73,6 +75,8 @@ class Settings:
         encoder_weights: The same for the segmenter's encoder (``DEFECTFLOW_ENCODER_WEIGHTS``).
         weights_dir: Folder of ``<timm name>.pth`` files consulted next (``DEFECTFLOW_WEIGHTS_DIR``), for
             air-gapped plants that copy pretrained weights in once.
+        dask_dashboard: Dashboard address of the ``LocalCluster`` (``DEFECTFLOW_DASK_DASHBOARD``; ``:0`` picks a
+            free port).
     """
 
     home: Path
@@ -89,6 +93,7 @@ class Settings:
     teacher_weights: str | None = None
     encoder_weights: str | None = None
     weights_dir: Path | None = None
+    dask_dashboard: str = ":0"
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -147,6 +152,7 @@ def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
     eval_data = os.environ.get("DEFECTFLOW_EVAL_DATA", "").strip()
     seg_eval_data = os.environ.get("DEFECTFLOW_SEG_EVAL_DATA", "").strip()
     weights_dir = os.environ.get(WEIGHTS_DIR_SETTING, "").strip()
+    worker_torch_threads()  # read by the workers; checked here too, so that a bad value stops a command at once
     return Settings(
         home=home_path,
         tracking_uri=tracking_uri,
@@ -162,4 +168,21 @@ def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
         teacher_weights=os.environ.get(TEACHER_WEIGHTS_SETTING, "").strip() or None,
         encoder_weights=os.environ.get(ENCODER_WEIGHTS_SETTING, "").strip() or None,
         weights_dir=Path(weights_dir).expanduser().resolve() if weights_dir else None,
+        dask_dashboard=os.environ.get("DEFECTFLOW_DASK_DASHBOARD", "").strip() or ":0",
     )
+
+
+def worker_torch_threads() -> int | None:
+    """Intra-op torch threads of a CPU worker process (``DEFECTFLOW_TORCH_THREADS``; ``None``: torch's default).
+
+    Read on its own, not through :func:`load_settings`: a worker needs no workspace to know it.
+
+    Raises:
+        SettingsError: For a value that is not a positive whole number.
+    """
+    return _env_int(TORCH_THREADS_SETTING, None)
+
+
+def progress_forced() -> bool:
+    """Whether progress bars are shown even when the output is not a terminal (``DEFECTFLOW_PROGRESS=1``)."""
+    return os.environ.get(PROGRESS_SETTING, "").strip() == "1"

@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from storage.settings import worker_torch_threads
+
 logger = logging.getLogger(__name__)
 
 _lock = threading.Lock()
@@ -31,9 +33,9 @@ def compute_device() -> torch.device:
     """CUDA when the worker has a GPU, else the CPU with as many torch threads as the worker is given."""
     if torch.cuda.is_available():
         return torch.device("cuda")
-    threads = os.environ.get("DEFECTFLOW_TORCH_THREADS")
-    if threads and int(threads) != torch.get_num_threads():
-        torch.set_num_threads(int(threads))
+    threads = worker_torch_threads()
+    if threads and threads != torch.get_num_threads():
+        torch.set_num_threads(threads)
     return torch.device("cpu")
 
 

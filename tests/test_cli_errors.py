@@ -48,6 +48,7 @@ def source(tmp_path: Path) -> Path:
         ("ingest", {"DEFECTFLOW_WORKERS": "0"}, "DEFECTFLOW_WORKERS='0' must be positive"),
         ("score", {"DEFECTFLOW_MAX_PIXELS": "abc"}, "DEFECTFLOW_MAX_PIXELS='abc' is not a whole number"),
         ("verify", {"DEFECTFLOW_WORKERS": "-3"}, "DEFECTFLOW_WORKERS='-3' must be positive"),
+        ("score", {"DEFECTFLOW_TORCH_THREADS": "two"}, "DEFECTFLOW_TORCH_THREADS='two' is not a whole number"),
     ],
 )
 def test_bad_settings_exit_2_with_one_line(
