@@ -5,7 +5,8 @@ The segmenter labels a downscaled frame (long side 512 by default). Coordinates 
 ``[j*W/w, (j+1)*W/w)`` of an ``(H, W)`` frame, so a run of small rows ``[r0, r1)`` becomes the integer rows
 ``[floor(r0*H/h), ceil(r1*H/h))`` — the smallest pixel box that contains it, whatever the scale factor.
 
-Crop rule (shared with the synthetic-data generator, which applies it to the exact region mask): take the
+Crop rule (:func:`crop_box` on the synthetic generator's exact region mask, :func:`crop_region` on the segmenter's
+components; one :func:`expand_box` for both): take the
 bounding box of the component pixels, grow each side by ``max(min_margin, round(margin_fraction * max(box
 height, box width)))`` pixels, and clip it to the frame.
 
@@ -123,6 +124,32 @@ def expand_box(box: Box, full_shape: tuple[int, int], margin_fraction: float = 0
         min(int(full_shape[0]), box.y1 + margin),
         min(int(full_shape[1]), box.x1 + margin),
     )
+
+
+def crop_box(
+    region_mask: np.ndarray, margin_fraction: float = 0.08, min_margin: int = 16
+) -> tuple[int, int, int, int] | None:
+    """The crop rule on a full-resolution region mask: its bounding box grown by :func:`margin_for`, clipped.
+
+    The synthetic generator crops its training parts with this, scoring crops the segmenter's components with
+    :func:`crop_region`; both grow the box with :func:`expand_box`, so the detector sees one framing.
+
+    Args:
+        region_mask: 2-D array, non-zero where the component is.
+        margin_fraction, min_margin: As in :func:`margin_for`.
+
+    Returns:
+        ``(y0, x0, y1, x1)``, half-open, or ``None`` when the mask is empty.
+    """
+    if region_mask.ndim != 2:
+        raise ValueError(f"region_mask must be 2-D (H, W), got shape {region_mask.shape}")
+    rows = np.flatnonzero(region_mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(region_mask.any(axis=0))
+    tight = Box(int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1)
+    box = expand_box(tight, region_mask.shape, margin_fraction, min_margin)
+    return box.y0, box.x0, box.y1, box.x1
 
 
 def union_box(boxes: list[Box]) -> Box | None:

@@ -1,7 +1,7 @@
 """Training data derived from synthetic frames: MVTec-AD style crops and a segmentation set.
 
 The detector is trained on component crops, made with exactly the crop rule the scoring
-pipeline applies after segmentation (``synth.crop_rule.crop_box``), so training and scoring see
+pipeline applies after segmentation (``models.cropping.crop_box``), so training and scoring see
 the same framing. The segmenter is trained on whole frames, downscaled, with 0/1 masks; about
 20 % of them show defective parts because a real line's frames do too (a missing chunk is not
 component, and the segmenter must not "fill it in").
@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from synth.crop_rule import crop_box
+from models.cropping import crop_box
 from synth.defects import DEFECT_TYPES
 from synth.frame import Frame, check_seed, check_size, render_frame
 from synth.io import clear_generated, write_mask, write_rgb
@@ -203,7 +203,7 @@ def generate_dataset(
         f"seed={seed}, frames {size[0]}x{size[1]} HxW). mvtec/ holds component crops in the MVTec AD "
         f"layout: train/good ({train_good} crops), test/good ({test_good}), test/<type> and "
         f"ground_truth/<type>/<stem>_mask.png (0/255) with {test_defect_per_type} crops for each of "
-        f"{', '.join(DEFECT_TYPES)}; crops use synth.crop_rule.crop_box on the component mask "
+        f"{', '.join(DEFECT_TYPES)}; crops use models.cropping.crop_box on the component mask "
         "(bounding box + max(16, round(0.08 * longer side)) px per side, clipped; the intact part "
         "for 'missing') at native resolution. segmentation/ holds "
         f"{seg_images} whole frames at {seg_h}x{seg_w} (images/, RGB, BOX-downscaled) with masks/ "

@@ -8,6 +8,7 @@ import pytest
 from models.cropping import (
     Box,
     component_boxes,
+    crop_box,
     crop_image,
     crop_region,
     margin_for,
@@ -139,14 +140,13 @@ def test_paste_rejects_boxes_outside_the_frame() -> None:
 
 @pytest.mark.parametrize("scale", [1, 2, 4])
 def test_same_box_as_the_synthetic_generators_crop_rule(scale: int) -> None:
-    crop_rule = pytest.importorskip("synth.crop_rule")
     rng = np.random.default_rng(scale)
     for _ in range(20):
         small = np.zeros((48, 64), np.uint8)
         y, x = rng.integers(0, 40), rng.integers(0, 56)
         small[y : y + rng.integers(4, 20), x : x + rng.integers(4, 30)] = 1
         full = np.kron(small, np.ones((scale, scale), np.uint8))  # exact upsampling at an integer scale
-        expected = crop_rule.crop_box(full)
+        expected = crop_box(full)
         region = crop_region(small, full.shape, min_area_fraction=0.0)
         assert region.box is not None and expected is not None
         assert (region.box.y0, region.box.x0, region.box.y1, region.box.x1) == tuple(expected)
