@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from models.model_kinds import load_model
 from storage.settings import worker_torch_threads
 
 logger = logging.getLogger(__name__)
@@ -40,19 +41,7 @@ def compute_device() -> torch.device:
 
 
 def _load(ref: ModelRef, device: torch.device) -> Any:
-    if ref.kind == "detector":
-        from models.detector.package import load_detector
-
-        model, calibration, package = load_detector(ref.local_dir)
-        extra: Any = calibration
-    elif ref.kind == "segmenter":
-        from models.packaging import load_model_package
-        from models.segmentation.builder import SEGMENTER_KIND, segmenter_builder
-
-        model, package = load_model_package(ref.local_dir, {SEGMENTER_KIND: segmenter_builder}, SEGMENTER_KIND)
-        extra = None
-    else:
-        raise ValueError(f"unknown model kind {ref.kind!r}")
+    model, extra, package = load_model(ref.kind, ref.local_dir)
     model = model.to(device).eval()
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)

@@ -17,7 +17,6 @@ import torch
 from models.detector.calibration import Calibration
 from models.detector.data import GOOD, load_image, load_mask, scan_mvtec
 from models.detector.inference import score_images
-from models.detector.network import ReverseDistillation
 from models.imaging import imagenet_normalise
 from models.metrics.anomaly import (
     SortedScores,
@@ -28,6 +27,7 @@ from models.metrics.anomaly import (
     precision_recall_curve,
     roc_curve,
 )
+from models.model_kinds import AnomalyDetector
 
 #: AUPRO integration limit (MVTec AD's convention).
 DEFAULT_FPR_LIMIT = 0.3
@@ -91,7 +91,7 @@ def headline_metrics(labels: np.ndarray, scores: np.ndarray, masks: np.ndarray, 
 
 
 def evaluate_detector(
-    model: ReverseDistillation,
+    model: AnomalyDetector,
     calibration: Calibration | None,
     data_dir: str | Path,
     device: str | torch.device = "cpu",
@@ -120,7 +120,7 @@ def evaluate_detector(
         ``curves`` (``image_roc``, ``image_pr``, ``pixel_roc``, ``pixel_pr``), ``per_image`` (name, defect,
         score).
     """
-    image_size = model.config.image_size
+    image_size = model.input_size
     model = model.to(device)
     test = load_test_set(data_dir, image_size)
     index, samples, images, masks, labels, defects = (

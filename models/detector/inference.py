@@ -18,8 +18,8 @@ from torch.nn import functional as F
 
 from models.detector.calibration import Calibration
 from models.detector.data import array_to_tensor
-from models.detector.network import ReverseDistillation
 from models.imaging import imagenet_normalise, to_rgb, to_unit_float
+from models.model_kinds import AnomalyDetector
 
 
 def preprocess_crop(crop: np.ndarray, image_size: int) -> torch.Tensor:
@@ -42,7 +42,7 @@ def _device_of(model: nn.Module) -> torch.device:
 
 @torch.inference_mode()
 def score_images(
-    model: ReverseDistillation,
+    model: AnomalyDetector,
     images: torch.Tensor,
     batch_size: int | None = None,
     autocast: bool = False,
@@ -98,7 +98,7 @@ class CropScores:
 
 
 def score_crops(
-    model: ReverseDistillation,
+    model: AnomalyDetector,
     crops: Sequence[np.ndarray],
     calibration: Calibration | None = None,
     batch_size: int = 16,
@@ -113,7 +113,7 @@ def score_crops(
         batch_size: Crops per forward pass.
         autocast: bfloat16 autocast on CUDA.
     """
-    image_size = model.config.image_size
+    image_size = model.input_size
     raw_maps: list[np.ndarray] = []
     raw_scores: list[np.ndarray] = []
     for start in range(0, len(crops), batch_size):

@@ -106,6 +106,11 @@ class ReverseDistillation(nn.Module):
         teacher_features, student_features = self(images)
         return self.anomaly_map_generator.level_maps(teacher_features, student_features, tuple(images.shape[-2:]))
 
+    @property
+    def input_size(self) -> int:
+        """Side of the square input, in pixels (:class:`models.model_kinds.AnomalyDetector`)."""
+        return self.config.image_size
+
     def score(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Anomaly maps ``(N, 1, H, W)`` and image scores ``(N,)`` (maximum of each map)."""
         maps = self.anomaly_map(images)

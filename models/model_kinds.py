@@ -1,0 +1,58 @@
+"""The kinds of model a package can hold and how each is loaded: one line per kind.
+
+A package's ``kind`` (``defectflow.json``, :mod:`models.packaging`) names its entry here; the entry is the module
+whose ``load_package(directory)`` rebuilds it. A second detector kind is a new package module plus one line
+(as timm's ``register_model`` or anomalib's ``get_model``); the scoring, evaluation and promotion code only needs
+what :class:`AnomalyDetector` promises.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+#: kind -> module with ``load_package(directory) -> (model, extra, package)``.
+KINDS: dict[str, str] = {
+    "detector": "models.detector.package",
+    "segmenter": "models.segmentation.package",
+}
+
+
+@runtime_checkable
+class AnomalyDetector(Protocol):
+    """What scoring and evaluation need from a detector of any kind."""
+
+    @property
+    def input_size(self) -> int:
+        """Side of the square input the detector scores, in pixels."""
+        ...
+
+    def score(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Anomaly maps ``(N, 1, S, S)`` and raw image scores ``(N,)`` of normalised images ``(N, 3, S, S)``."""
+        ...
+
+    # torch.nn.Module's, which scoring uses to place and freeze the model
+    def eval(self) -> Any: ...
+
+    def parameters(self) -> Any: ...
+
+    def to(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+def load_model(kind: str, directory: str | Path) -> tuple[torch.nn.Module, Any, Any]:
+    """Rebuild the ``kind`` model saved in ``directory``: ``(model, extra, package)``.
+
+    ``extra`` is what the kind keeps beside its weights (the detector's calibration; ``None`` for the segmenter).
+
+    Raises:
+        ValueError: For a kind that is not registered; the message lists the known ones.
+    """
+    if kind not in KINDS:
+        raise ValueError(
+            f"unknown model kind {kind!r}; known kinds: {', '.join(sorted(KINDS))}. A new kind is a package "
+            "module with load_package(directory) and one line in models/model_kinds.py"
+        )
+    return import_module(KINDS[kind]).load_package(directory)
