@@ -123,100 +123,112 @@ def evaluate_detector(
     image_size = model.input_size
     model = model.to(device)
     test = load_test_set(data_dir, image_size)
-    index, samples, images, masks, labels, defects = (
-        test.index,
-        test.samples,
-        test.images,
-        test.masks,
-        test.labels,
-        test.defects,
-    )
+    maps, scores, ms_per_image = _timed_scores(model, test.images, batch_size, device)
+    results: dict[str, Any] = {
+        "image_auroc": auroc(test.labels, scores),
+        "image_f1_max": f1_max(test.labels, scores).f1,
+        **_pixel_metrics(test.masks, maps, fpr_limit),
+        "ms_per_image": ms_per_image,
+        "n_images": len(test.samples),
+        "n_defective": int(test.labels.sum()),
+        "image_size": image_size,
+        "per_defect": _per_defect(test, scores, maps, fpr_limit),
+    }
+    normalised = calibration.normalise_image(scores) if calibration else scores
+    results["worst_cases"] = _worst_cases(test, scores, normalised, worst_k)
+    if calibration is not None:
+        results["at_threshold"] = _at_threshold(test, scores, maps, calibration)
+    results["curves"] = _curves(test, scores, maps, max_curve_points)
+    results["per_image"] = [
+        {"name": s.name, "defect": str(test.defects[i]), "raw_score": float(scores[i]), "score": float(normalised[i])}
+        for i, s in enumerate(test.samples)
+    ]
+    return results
 
+
+def _timed_scores(
+    model: AnomalyDetector, images: torch.Tensor, batch_size: int, device: str | torch.device
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Maps, raw scores and milliseconds per image of the forward passes alone."""
     if str(device).startswith("cuda"):
         torch.cuda.synchronize()
     start = time.perf_counter()
     maps, scores = score_images(model, images, batch_size=batch_size)
     if str(device).startswith("cuda"):
         torch.cuda.synchronize()
-    ms_per_image = 1000.0 * (time.perf_counter() - start) / len(samples)
+    return maps, scores, 1000.0 * (time.perf_counter() - start) / max(len(images), 1)
 
-    results: dict[str, Any] = {
-        "image_auroc": auroc(labels, scores),
-        "image_f1_max": f1_max(labels, scores).f1,
-        **_pixel_metrics(masks, maps, fpr_limit),
-        "ms_per_image": ms_per_image,
-        "n_images": len(samples),
-        "n_defective": int(labels.sum()),
-        "image_size": image_size,
-    }
+
+def _per_defect(test: TestSet, scores: np.ndarray, maps: np.ndarray, fpr_limit: float) -> dict[str, dict[str, float]]:
+    """Each defect type against the good images: count, image and pixel metrics."""
     per_defect: dict[str, dict[str, float]] = {}
-    good = defects == GOOD
-    for defect in index.defect_types:
-        chosen = good | (defects == defect)
+    good = test.defects == GOOD
+    for defect in test.index.defect_types:
+        chosen = good | (test.defects == defect)
         per_defect[defect] = {
-            "count": int((defects == defect).sum()),
-            "image_auroc": auroc(labels[chosen], scores[chosen]),
-            "image_f1_max": f1_max(labels[chosen], scores[chosen]).f1,
-            **_pixel_metrics(masks[chosen], maps[chosen], fpr_limit),
+            "count": int((test.defects == defect).sum()),
+            "image_auroc": auroc(test.labels[chosen], scores[chosen]),
+            "image_f1_max": f1_max(test.labels[chosen], scores[chosen]).f1,
+            **_pixel_metrics(test.masks[chosen], maps[chosen], fpr_limit),
         }
-    results["per_defect"] = per_defect
+    return per_defect
 
-    names = [s.name for s in samples]
-    normalised = calibration.normalise_image(scores) if calibration else scores
-    defective_ids = np.flatnonzero(labels)
-    good_ids = np.flatnonzero(~labels)
+
+def _worst_cases(test: TestSet, scores: np.ndarray, normalised: np.ndarray, worst_k: int) -> dict[str, list]:
+    """The lowest-scored defects and the highest-scored good images, by name."""
+    labels = test.labels
+    defective_ids, good_ids = np.flatnonzero(labels), np.flatnonzero(~labels)
     missed = defective_ids[np.argsort(scores[defective_ids])][:worst_k]
     alarms = good_ids[np.argsort(-scores[good_ids])][:worst_k]
-    results["worst_cases"] = {
-        "missed_defects": [
-            {"name": names[i], "raw_score": float(scores[i]), "score": float(normalised[i])} for i in missed
-        ],
-        "false_alarms": [
-            {"name": names[i], "raw_score": float(scores[i]), "score": float(normalised[i])} for i in alarms
-        ],
+
+    def named(ids: np.ndarray) -> list[dict[str, Any]]:
+        return [
+            {"name": test.samples[i].name, "raw_score": float(scores[i]), "score": float(normalised[i])} for i in ids
+        ]
+
+    return {"missed_defects": named(missed), "false_alarms": named(alarms)}
+
+
+def _at_threshold(test: TestSet, scores: np.ndarray, maps: np.ndarray, calibration: Calibration) -> dict[str, Any]:
+    """Confusion counts, precision, recall and F1 at the calibrated image threshold; pixel F1 at the pixel one."""
+    labels, masks = test.labels, test.masks
+    predicted = scores >= calibration.image_threshold
+    tp, fp = int((predicted & labels).sum()), int((predicted & ~labels).sum())
+    fn, tn = int((~predicted & labels).sum()), int((~predicted & ~labels).sum())
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    pixel_predicted = maps >= calibration.pixel_threshold
+    pixel_tp = float((pixel_predicted & masks).sum())
+    return {
+        "image_threshold": calibration.image_threshold,
+        "pixel_threshold": calibration.pixel_threshold,
+        "method": calibration.method,
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "tn": tn,
+        "precision": precision,
+        "recall": recall,
+        "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+        "accuracy": (tp + tn) / len(labels),
+        "pixel_f1": 2 * pixel_tp / max(float(pixel_predicted.sum() + masks.sum()), 1.0),
     }
-    if calibration is not None:
-        predicted = scores >= calibration.image_threshold
-        tp = int((predicted & labels).sum())
-        fp = int((predicted & ~labels).sum())
-        fn = int((~predicted & labels).sum())
-        tn = int((~predicted & ~labels).sum())
-        precision = tp / (tp + fp) if tp + fp else 0.0
-        recall = tp / (tp + fn) if tp + fn else 0.0
-        pixel_predicted = maps >= calibration.pixel_threshold
-        pixel_tp = float((pixel_predicted & masks).sum())
-        pixel_f1 = 2 * pixel_tp / max(float(pixel_predicted.sum() + masks.sum()), 1.0)
-        results["at_threshold"] = {
-            "image_threshold": calibration.image_threshold,
-            "pixel_threshold": calibration.pixel_threshold,
-            "method": calibration.method,
-            "tp": tp,
-            "fp": fp,
-            "fn": fn,
-            "tn": tn,
-            "precision": precision,
-            "recall": recall,
-            "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
-            "accuracy": (tp + tn) / len(samples),
-            "pixel_f1": pixel_f1,
-        }
-    fpr, tpr, _ = roc_curve(labels, scores)
-    precision_curve, recall_curve, _ = precision_recall_curve(labels, scores)
+
+
+def _curves(test: TestSet, scores: np.ndarray, maps: np.ndarray, max_points: int) -> dict[str, dict[str, list]]:
+    """Image and pixel ROC and precision-recall curves, each downsampled to ``max_points``."""
+    fpr, tpr, _ = roc_curve(test.labels, scores)
+    precision, recall, _ = precision_recall_curve(test.labels, scores)
     ranked = SortedScores.of(maps)
-    pixel_fpr, pixel_tpr, _ = roc_curve(masks, ranked)
-    pixel_precision, pixel_recall, _ = precision_recall_curve(masks, ranked)
+    pixel_fpr, pixel_tpr, _ = roc_curve(test.masks, ranked)
+    pixel_precision, pixel_recall, _ = precision_recall_curve(test.masks, ranked)
     curves = {}
     for key, (x, y, x_name, y_name) in {
         "image_roc": (fpr, tpr, "fpr", "tpr"),
-        "image_pr": (recall_curve, precision_curve, "recall", "precision"),
+        "image_pr": (recall, precision, "recall", "precision"),
         "pixel_roc": (pixel_fpr, pixel_tpr, "fpr", "tpr"),
         "pixel_pr": (pixel_recall, pixel_precision, "recall", "precision"),
     }.items():
-        xs, ys = downsample_curve(x, y, max_curve_points)
+        xs, ys = downsample_curve(x, y, max_points)
         curves[key] = {x_name: xs, y_name: ys}
-    results["curves"] = curves
-    results["per_image"] = [
-        {"name": names[i], "defect": str(defects[i]), "raw_score": float(scores[i]), "score": float(normalised[i])}
-        for i in range(len(samples))
-    ]
-    return results
+    return curves
