@@ -13,12 +13,13 @@ from models.detector.calibration import Calibration
 from models.detector.config import DetectorConfig
 from models.detector.package import save_detector
 from models.detector.recipes import RECOMMENDED_BACKBONE, recipe_for
-from models.detector.training import train_detector
+from models.detector.training import DetectorTrainResult, train_detector
 from models.weight_sources import PRETRAINED
 from storage.settings import load_settings
 from storage.tracking import EXPERIMENT_TRAINING, log_artifact, log_artifacts, log_metrics, log_params, tracked_run
 from tasks.backbone_weights import TEACHER, resolve_backbone_weights
 from tasks.evaluate_models import detector_report_artifacts, has_test_split
+from tasks.plots import line_plot
 from tasks.publish_model import publish_model
 from tasks.train_segmenter import training_device
 
@@ -68,17 +69,9 @@ def train_detector_task(
     evaluation_dir = eval_dir or (data_dir if has_test_split(Path(data_dir)) else None)
     with tracked_run(settings, EXPERIMENT_TRAINING, run_name=f"detector-{backbone}-{recipe.image_size}") as run:
         log_params(
-            {
-                "model": DETECTOR_NAME,
-                "data_dir": data_dir,
-                "eval_dir": evaluation_dir,
-                "seed": seed,
-                "device": device,
-                "max_minutes": max_minutes,
-                "optimizer": "Adam",
-                **recipe.to_params(),
-                **{f"config_{k}": v for k, v in config.to_dict().items()},
-            }
+            {"model": DETECTOR_NAME, "data_dir": data_dir, "eval_dir": evaluation_dir, "seed": seed}
+            | {"device": device, "max_minutes": max_minutes, "optimizer": "Adam", **recipe.to_params()}
+            | {f"config_{k}": v for k, v in config.to_dict().items()}
         )
         result = train_detector(
             config,
@@ -89,27 +82,12 @@ def train_detector_task(
             device=device,
             on_epoch=lambda entry: log_metrics(entry, step=int(entry["epoch"])),
         )
-        log_params(result.weights_info.as_params("teacher"))
-        log_params({"nonfinite_recoveries": result.divergence.get("recoveries", 0)})
-        calibration = result.calibration
-        log_params(calibration_params(calibration))
-        metrics: dict[str, Any] = {"epochs_completed": result.epochs_completed, **result.seconds}
+        _log_training_record(result)
         with tempfile.TemporaryDirectory() as scratch:
-            out = Path(scratch)
-            if evaluation_dir:
-                evaluation = detector_report_artifacts(result.model, calibration, Path(evaluation_dir), out, device)
-                metrics.update({k: evaluation[k] for k in HEADLINE})
-                (out / "evaluation.json").write_text(json.dumps(evaluation, indent=2, default=float))
-                log_artifacts(out, "evaluation")
-            log_metrics(metrics)
-            history = result.history
-            from tasks.plots import line_plot
-
-            series = {"train loss": ([h["epoch"] for h in history], [h["loss"] for h in history])}
-            if history and "val_loss" in history[0]:
-                series["val loss"] = ([h["epoch"] for h in history], [h["val_loss"] for h in history])
-            log_artifact(line_plot(Path(scratch) / "loss_curve.png", series, "epoch", "loss"))
-            package = save_detector(Path(scratch) / "package", result.model.cpu(), calibration, result.package_extra())
+            metrics = _log_evaluation_and_curves(result, evaluation_dir, Path(scratch), device)
+            package = save_detector(
+                Path(scratch) / "package", result.model.cpu(), result.calibration, result.package_extra()
+            )
             version = publish_model(
                 settings,
                 DETECTOR_NAME,
@@ -132,6 +110,34 @@ def train_detector_task(
         "teacher_weights_detail": result.weights_info.detail,
         "nonfinite_recoveries": result.divergence.get("recoveries", 0),
         "epochs_completed": result.epochs_completed,
-        "image_threshold": calibration.image_threshold,
+        "image_threshold": result.calibration.image_threshold,
         **{k: metrics[k] for k in HEADLINE if k in metrics},
     }
+
+
+def _log_training_record(result: DetectorTrainResult) -> None:
+    """Where the teacher's weights came from, the divergence record and the calibration, as MLflow params."""
+    log_params(result.weights_info.as_params("teacher"))
+    log_params({"nonfinite_recoveries": result.divergence.get("recoveries", 0)})
+    log_params(calibration_params(result.calibration))
+
+
+def _log_evaluation_and_curves(
+    result: DetectorTrainResult, evaluation_dir: str | None, scratch: Path, device: str
+) -> dict[str, Any]:
+    """Evaluate where a test set exists and log the report, the metrics and the loss curve; returns the metrics."""
+    metrics: dict[str, Any] = {"epochs_completed": result.epochs_completed, **result.seconds}
+    if evaluation_dir:
+        out = scratch / "evaluation"
+        out.mkdir()
+        evaluation = detector_report_artifacts(result.model, result.calibration, Path(evaluation_dir), out, device)
+        metrics.update({k: evaluation[k] for k in HEADLINE})
+        (out / "evaluation.json").write_text(json.dumps(evaluation, indent=2, default=float))
+        log_artifacts(out, "evaluation")
+    log_metrics(metrics)
+    history = result.history
+    series = {"train loss": ([h["epoch"] for h in history], [h["loss"] for h in history])}
+    if history and "val_loss" in history[0]:
+        series["val loss"] = ([h["epoch"] for h in history], [h["val_loss"] for h in history])
+    log_artifact(line_plot(scratch / "loss_curve.png", series, "epoch", "loss"))
+    return metrics

@@ -16,7 +16,7 @@ from models.packaging import save_model_package
 from models.segmentation.builder import SEGMENTER_KIND
 from models.segmentation.inference import predict_mask
 from models.segmentation.recipes import DEFAULT_BACKBONE, recipe_for
-from models.segmentation.training import train_segmenter
+from models.segmentation.training import SegmenterTrainResult, train_segmenter
 from models.weight_sources import PRETRAINED
 from storage.settings import load_settings
 from storage.tracking import EXPERIMENT_TRAINING, log_artifact, log_metrics, log_params, tracked_run
@@ -95,34 +95,10 @@ def train_segmenter_task(
             device=device,
             on_epoch=lambda entry: log_metrics(entry, step=int(entry["epoch"])),
         )
-        weights = result.model.weights_info
-        log_params(weights.as_params("encoder"))
-        best = result.best_metrics
-        final = {
-            "val_miou": best["val_miou"],
-            "val_pixel_accuracy": best["val_pixel_accuracy"],
-            "best_epoch": best["epoch"],
-            "train_images": result.num_train,
-            "val_images": result.num_val,
-            "training_seconds": result.seconds,
-        }
-        log_metrics(final)
+        final, weights = _log_outcome(result), result.model.weights_info
         with tempfile.TemporaryDirectory() as scratch:
             out = Path(scratch)
-            history = result.history
-            epochs_axis = [h["epoch"] for h in history]
-            curve = line_plot(
-                out / "training_curves.png",
-                {
-                    "train loss": (epochs_axis, [h["train_loss"] for h in history]),
-                    "val mIoU": (epochs_axis, [h["val_miou"] for h in history]),
-                },
-                "epoch",
-                "value",
-            )
-            log_artifact(curve)
-            for path in _mask_overlays(result.model.cpu(), Path(data_dir), result.val_files, out, recipe.image_size):
-                log_artifact(path, "val_overlays")
+            _log_curves_and_overlays(result, Path(data_dir), out, recipe.image_size)
             package = save_model_package(
                 out / "package", SEGMENTER_KIND, config.to_dict(), result.model, {"training": result.summary()}
             )
@@ -133,7 +109,7 @@ def train_segmenter_task(
                 run.info.run_id,
                 {
                     "data_dir": data_dir,
-                    "val_miou": f"{best['val_miou']:.4f}",
+                    "val_miou": f"{final['val_miou']:.4f}",
                     "encoder_weights": weights.source,
                     "encoder_weights_detail": weights.detail,
                     **(tags or {}),
@@ -149,3 +125,32 @@ def train_segmenter_task(
         **final,
         "stopped_early": result.stopped_early,
     }
+
+
+def _log_outcome(result: SegmenterTrainResult) -> dict[str, Any]:
+    """The encoder's weights source (params) and the kept epoch's metrics; returns the metrics."""
+    log_params(result.model.weights_info.as_params("encoder"))
+    best = result.best_metrics
+    final = {
+        "val_miou": best["val_miou"],
+        "val_pixel_accuracy": best["val_pixel_accuracy"],
+        "best_epoch": best["epoch"],
+        "train_images": result.num_train,
+        "val_images": result.num_val,
+        "training_seconds": result.seconds,
+    }
+    log_metrics(final)
+    return final
+
+
+def _log_curves_and_overlays(result: SegmenterTrainResult, data_dir: Path, out: Path, long_side: int) -> None:
+    """The loss and mIoU curves and a few validation frames with their predicted masks, as run artifacts."""
+    history = result.history
+    epochs_axis = [h["epoch"] for h in history]
+    series = {
+        "train loss": (epochs_axis, [h["train_loss"] for h in history]),
+        "val mIoU": (epochs_axis, [h["val_miou"] for h in history]),
+    }
+    log_artifact(line_plot(out / "training_curves.png", series, "epoch", "value"))
+    for path in _mask_overlays(result.model.cpu(), data_dir, result.val_files, out, long_side):
+        log_artifact(path, "val_overlays")
