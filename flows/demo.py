@@ -24,7 +24,9 @@ from flows.cli import invoke
 from models.detector.recipes import RECOMMENDED_BACKBONE
 from models.segmentation.recipes import recipe_for as segmenter_recipe
 from models.weight_sources import PRETRAINED, RANDOM_INIT, WeightsUnavailableError
-from storage.settings import PROGRESS_SETTING
+from storage.report import REPORT_FILE
+from storage.settings import PROGRESS_SETTING, load_settings
+from storage.tables import SCORES_FILE, read_manifest, read_scores
 
 console = Console()
 
@@ -36,6 +38,8 @@ SEGMENTER_EPOCHS = 30
 DETECTOR_EPOCHS = 8
 #: The detector when no pretrained teacher can be found: the small random-feature configuration.
 RANDOM_TEACHER_BACKBONE = "resnet18"
+#: The demo's shift.
+SHIFT = "shift-demo"
 
 
 def _step(title: str) -> None:
@@ -98,16 +102,51 @@ def main() -> None:
     args = parser.parse_args()
     start = time.perf_counter()
     home = _home(args.home)
-    data = home / "data"
     os.environ["DEFECTFLOW_HOME"] = str(home)
     os.environ.setdefault(PROGRESS_SETTING, "1")
-    shift_dir = data / "shift-demo"
-    train_dir = data / "train"
-
-    teacher = _weights("teacher", RECOMMENDED_BACKBONE)
+    shift_dir, train_dir = home / "data" / "shift-demo", home / "data" / "train"
+    teacher, encoder = _announce_weights()
     random_teacher = teacher == RANDOM_INIT
+
+    _step("1/7 synthetic shift and training sets")
+    if not (shift_dir / "labels.csv").is_file():
+        invoke(["synth", "shift", str(shift_dir), "--images", str(args.frames), "--defect-rate", "0.25", "--seed", "7"])
+    if not (train_dir / "mvtec" / "train" / "good").is_dir():
+        invoke(["synth", "dataset", str(train_dir), "--train-good", "160", "--test-good", "30", "--test-defect", "6"])
+    home_option = ["--home", str(home)]
+    _train_both(train_dir, teacher, encoder, home_option)
+    _step("4/7 promote both through the gate")
+    _promote("segmenter", ["--eval-data", str(train_dir / "segmentation"), *home_option], False, "")
+    why = (
+        "Its teacher has random features (no pretrained weights found)."
+        if random_teacher
+        else "On the synthetic mixed parts the detector's image score stays near chance even with pretrained "
+        "features (every crop is a new part with its own print marks; docs/detector.md, 'Pretrained teachers')."
+    )
+    _promote("detector", ["--eval-data", str(train_dir / "mvtec"), *home_option], True, why)
+    _step("5/7 ingest the shift")
+    invoke(["ingest", str(shift_dir / "frames"), "--shift", SHIFT, *home_option])
+    _step("6/7 score it on a local Dask cluster")
+    score_start = time.perf_counter()
+    invoke(["score", "--shift", SHIFT, *home_option])
+    score_seconds = time.perf_counter() - score_start
+    _step("7/7 summary")
+    _summary(home, shift_dir, score_seconds, time.perf_counter() - start)
+    console.print(
+        "Detector teacher: "
+        + ("RANDOM features (no pretrained weights found)" if random_teacher else f"pretrained ({teacher})")
+        + "; segmenter encoder: "
+        + ("trained from scratch" if encoder == RANDOM_INIT else f"pretrained ({encoder})")
+    )
+    console.print(f"MLflow UI:  .venv/bin/mlflow ui --backend-store-uri {load_settings(home).tracking_uri}")
+    console.print("Prefect UI: .venv/bin/prefect server start   (then open http://127.0.0.1:4200)")
+
+
+def _announce_weights() -> tuple[str, str]:
+    """The teacher's and the encoder's weights, said aloud; a banner when the teacher would be random."""
+    teacher = _weights("teacher", RECOMMENDED_BACKBONE)
     encoder = _weights("encoder", SEGMENTER_BACKBONE)
-    if random_teacher:
+    if teacher == RANDOM_INIT:
         console.print(
             Panel(
                 "No pretrained weights for the detector's teacher: DEFECTFLOW_TEACHER_WEIGHTS is not set, "
@@ -125,69 +164,29 @@ def main() -> None:
             f"segmenter encoder: no pretrained {SEGMENTER_BACKBONE} weights found; it trains from scratch "
             f"({SEGMENTER_EPOCHS} epochs: validation mIoU 0.93-0.96 measured, docs/segmenter.md)"
         )
+    return teacher, encoder
 
-    _step("1/7 synthetic shift and training sets")
-    if not (shift_dir / "labels.csv").is_file():
-        invoke(["synth", "shift", str(shift_dir), "--images", str(args.frames), "--defect-rate", "0.25", "--seed", "7"])
-    if not (train_dir / "mvtec" / "train" / "good").is_dir():
-        invoke(["synth", "dataset", str(train_dir), "--train-good", "160", "--test-good", "30", "--test-defect", "6"])
-    home_option = ["--home", str(home)]
 
+def _train_both(train_dir: Path, teacher: str, encoder: str, home_option: list[str]) -> None:
+    """Steps 2 and 3: the segmenter and the detector, each with its recipe and the demo's epoch budget."""
     segmenter_size = segmenter_recipe(SEGMENTER_BACKBONE).image_size
     _step(f"2/7 train the segmenter ({SEGMENTER_BACKBONE}, {segmenter_size} px, {SEGMENTER_EPOCHS} epochs)")
-    invoke(
-        [
-            "train",
-            "segmenter",
-            "--data",
-            str(train_dir / "segmentation"),
-            "--backbone",
-            SEGMENTER_BACKBONE,
-            "--epochs",
-            str(SEGMENTER_EPOCHS),
-            "--encoder-weights",
-            encoder,
-            *home_option,
-        ]
-    )
-    detector_backbone = RANDOM_TEACHER_BACKBONE if random_teacher else RECOMMENDED_BACKBONE
-    _step(f"3/7 train the detector ({detector_backbone} teacher, its recipe, {DETECTOR_EPOCHS} epochs)")
-    invoke(
-        [
-            "train",
-            "detector",
-            "--data",
-            str(train_dir / "mvtec"),
-            "--backbone",
-            detector_backbone,
-            "--teacher-weights",
-            teacher,
-            "--epochs",
-            str(DETECTOR_EPOCHS),
-            *home_option,
-        ]
-    )
-    _step("4/7 promote both through the gate")
-    _promote("segmenter", ["--eval-data", str(train_dir / "segmentation"), *home_option], False, "")
-    why = (
-        "Its teacher has random features (no pretrained weights found)."
-        if random_teacher
-        else "On the synthetic mixed parts the detector's image score stays near chance even with pretrained "
-        "features (every crop is a new part with its own print marks; docs/detector.md, 'Pretrained teachers')."
-    )
-    _promote("detector", ["--eval-data", str(train_dir / "mvtec"), *home_option], True, why)
-    _step("5/7 ingest the shift")
-    invoke(["ingest", str(shift_dir / "frames"), "--shift", "shift-demo", *home_option])
-    _step("6/7 score it on a local Dask cluster")
-    score_start = time.perf_counter()
-    invoke(["score", "--shift", "shift-demo", *home_option])
-    score_seconds = time.perf_counter() - score_start
+    segmentation = str(train_dir / "segmentation")
+    options = ["--backbone", SEGMENTER_BACKBONE, "--epochs", str(SEGMENTER_EPOCHS), "--encoder-weights", encoder]
+    invoke(["train", "segmenter", "--data", segmentation, *options, *home_option])
+    backbone = RANDOM_TEACHER_BACKBONE if teacher == RANDOM_INIT else RECOMMENDED_BACKBONE
+    _step(f"3/7 train the detector ({backbone} teacher, its recipe, {DETECTOR_EPOCHS} epochs)")
+    options = ["--backbone", backbone, "--teacher-weights", teacher, "--epochs", str(DETECTOR_EPOCHS)]
+    invoke(["train", "detector", "--data", str(train_dir / "mvtec"), *options, *home_option])
 
-    _step("7/7 summary")
+
+def _summary(home: Path, shift_dir: Path, score_seconds: float, total_seconds: float, shift: str = SHIFT) -> None:
+    """What the night gave: counts, image AUROC against the synthetic labels, speed, where the results are."""
     from models.metrics.anomaly import auroc
 
-    scores = pd.read_parquet(home / "results" / "shift-demo" / "scores.parquet")
-    manifest = pd.read_parquet(home / "results" / "shift-demo" / "manifest.parquet")
+    settings = load_settings(home)
+    results = settings.results_dir(shift)
+    scores, manifest = read_scores(results), read_manifest(results)
     labels = pd.read_csv(shift_dir / "labels.csv")
     joined = scores.merge(manifest[["image_id", "source_path"]], on="image_id").merge(
         labels, left_on="source_path", right_on="file"
@@ -195,37 +194,26 @@ def main() -> None:
     scored = joined[joined["status"] == "scored"]
     truth = (scored["label"] == "defect").to_numpy()
     # raw scores: the normalised score is clipped to [0, 1], and ties at the clip lose ranking information
-    image_auroc = (
-        auroc(truth, scored["raw_score"].astype(float).to_numpy()) if 0 < truth.sum() < len(truth) else float("nan")
-    )
+    raw = scored["raw_score"].astype(float).to_numpy()
+    image_auroc = auroc(truth, raw) if 0 < truth.sum() < len(truth) else float("nan")
     table = Table(title="defectflow demo", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
+    statuses = scores["status"]
     for key, value in [
         ("frames", len(scores)),
         ("scored", len(scored)),
         ("flagged", int(scores["is_anomalous"].astype(bool).sum())),
-        (
-            "no component / failed",
-            f"{(scores['status'] == 'no_component').sum()} / {(scores['status'] == 'failed').sum()}",
-        ),
+        ("no component / failed", f"{(statuses == 'no_component').sum()} / {(statuses == 'failed').sum()}"),
         ("image AUROC vs synthetic labels", f"{image_auroc:.3f}"),
         ("scoring images/s (incl. cluster start)", f"{len(scores) / score_seconds:.2f}"),
-        ("scores", home / "results" / "shift-demo" / "scores.parquet"),
-        ("report", home / "results" / "shift-demo" / "report.html"),
-        ("heatmaps", home / "store.zarr" / "shifts" / "shift-demo" / "heatmaps"),
-        ("demo took", f"{(time.perf_counter() - start) / 60:.1f} min"),
+        ("scores", results / SCORES_FILE),
+        ("report", results / REPORT_FILE),
+        ("heatmaps", f"{settings.store_path} (shift {shift}, heatmaps)"),
+        ("demo took", f"{total_seconds / 60:.1f} min"),
     ]:
         table.add_row(key, str(value))
     console.print(table)
-    console.print(
-        "Detector teacher: "
-        + ("RANDOM features (no pretrained weights found)" if random_teacher else f"pretrained ({teacher})")
-        + "; segmenter encoder: "
-        + ("trained from scratch" if encoder == RANDOM_INIT else f"pretrained ({encoder})")
-    )
-    console.print(f"MLflow UI:  .venv/bin/mlflow ui --backend-store-uri sqlite:///{home}/mlflow.db")
-    console.print("Prefect UI: .venv/bin/prefect server start   (then open http://127.0.0.1:4200)")
 
 
 if __name__ == "__main__":

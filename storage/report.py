@@ -20,6 +20,9 @@ figure img{width:100%} figcaption{font-size:.9rem}
 table{border-collapse:collapse;margin-top:1rem} td,th{border-bottom:1px solid #eee;padding:.2rem .6rem;text-align:left}
 """
 
+#: The report's file name in a shift's results folder.
+REPORT_FILE = "report.html"
+
 
 def write_report(
     path: Path,

@@ -325,3 +325,11 @@ def test_a_scoring_of_a_busy_shift_refuses_with_exit_75(workspace: Workspace) ->
     assert result.exit_code == 75, result.output
     assert "shift busy is busy: 'ingest by the test'" in result.output.replace("\n", " ")
     assert read_scores(load_settings(workspace.home).results_dir("busy")).empty
+
+
+def test_the_demo_summary_reads_a_scored_shift(workspace: Workspace, scored: dict, capsys) -> None:
+    from flows.demo import _summary
+
+    _summary(workspace.home, workspace.shift_dir, score_seconds=1.0, total_seconds=60.0, shift=SHIFT)
+    printed = capsys.readouterr().out
+    assert "image AUROC vs synthetic labels" in printed and "nan" not in printed  # both labels among the frames
