@@ -43,7 +43,9 @@ FRAMES = 4  # of the test shift's eight: enough for a fault to land between batc
 
 
 def _score(ws: Workspace, shift: str, **kwargs) -> dict:
-    return nightly_scoring.with_options(task_runner=runner(ws.home))(shift_id=shift, home=str(ws.home), **kwargs)
+    """Score on a one-worker ``LocalCluster``: each worker costs seconds of start on a shared 2-core machine."""
+    task_runner = runner(ws.home, workers=1)
+    return nightly_scoring.with_options(task_runner=task_runner)(shift_id=shift, home=str(ws.home), **kwargs)
 
 
 def _environment() -> dict[str, str]:
