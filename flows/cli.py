@@ -311,13 +311,14 @@ def _known_errors() -> tuple[type[Exception], ...]:
     from models.divergence_guard import TrainingDivergedError
     from models.weight_sources import WeightsUnavailableError
     from storage.ids import InvalidShiftId
-    from storage.registry import ModelNotFound, RegistryUnavailable
+    from storage.registry import DamagedModel, ModelNotFound, RegistryUnavailable
     from storage.settings import SettingsError
 
     return (
         DataError,
         ModelNotFound,
         RegistryUnavailable,
+        DamagedModel,
         NothingToScore,
         InvalidShiftId,
         SettingsError,
@@ -364,16 +365,21 @@ def check_model(home: Path | None, uri: str, kind: str) -> None:
 
 
 BUSY_EXIT_CODE = 75  # EX_TEMPFAIL: another command holds the shift; the same command later will work
+RETRY_EXIT_CODE = 75  # EX_TEMPFAIL: the Dask scheduler went away; finished work is kept, the same command resumes
 
 
 def guarded(call: Any) -> Any:
-    """Run ``call``; the errors a user can fix become exit code 2 with their message, a busy shift exit code 75."""
+    """Run ``call``; the errors a user can fix become exit code 2 with their message, a busy shift or a lost Dask
+    scheduler exit code 75 (run the same command again)."""
+    from flows.scoring import SchedulerLost
     from storage.shift_lock import ShiftBusy
 
     try:
         return call()
     except ShiftBusy as error:
         raise fail(str(error), BUSY_EXIT_CODE) from error
+    except SchedulerLost as error:
+        raise fail(str(error), RETRY_EXIT_CODE) from error
     except _known_errors() as error:
         raise fail(str(error)) from error
 
@@ -656,8 +662,15 @@ def score(
             ("detector", summary["detector_version"]),
             ("scores", summary["scores"]),
             ("report", summary["report"]),
+            ("MLflow run", summary["mlflow_run_id"] or "none"),
         ],
     )
+    if summary["mlflow_not_logged"]:
+        console.print(
+            f"[yellow]warning:[/] not logged to MLflow: {escape(summary['mlflow_not_logged'])}. Scores, heatmaps "
+            "and the report are written; run the same command again when MLflow is reachable to log the shift's run",
+            soft_wrap=True,
+        )
 
 
 ModelOption = Annotated[str, typer.Option("--model", help="detector or segmenter.")]

@@ -26,7 +26,7 @@ from storage.report import write_report
 from storage.settings import Settings, load_settings
 from storage.shift_lock import shift_lock
 from storage.tables import SCORE_COLUMNS, read_manifest, read_scores, write_scores
-from storage.tracking import EXPERIMENT_SCORING, log_metrics, log_params, tracked_run
+from storage.tracking import EXPERIMENT_SCORING, log_artifact, log_metrics, log_params, tracked_run
 from tasks.model_cache import ModelRef
 from tasks.plots import histogram_plot
 from tasks.render_overlays import render_overlays
@@ -39,6 +39,20 @@ FINISHED = ("scored", "no_component")
 
 class NothingToScore(ValueError):
     """No ingested shift, or a shift without frames; the message says which command fixes it."""
+
+
+class SchedulerLost(RuntimeError):
+    """The Dask scheduler went away during a run; finished batches are kept and the message says what to do."""
+
+
+def _scheduler_lost(error: BaseException) -> bool:
+    """Whether a batch's error is the loss of the Dask scheduler rather than a failure of the batch itself."""
+    from distributed.client import FutureCancelledError
+    from distributed.comm.core import CommClosedError
+
+    if isinstance(error, FutureCancelledError):
+        return error.reason == "scheduler-connection-lost"
+    return isinstance(error, CommClosedError)
 
 
 def latest_shift(settings: Settings) -> str:
@@ -113,7 +127,12 @@ def _log_run(
     new_frames: int,
     overlays: list[str],
     workers: int,
-) -> str:
+) -> tuple[str | None, str | None]:
+    """Log the run to MLflow; returns its run id (``None`` if none was created) and what was not logged, if any.
+
+    Scores, heatmaps and the report do not depend on MLflow: a store that is locked or unreachable costs the run's
+    record there, not the shift, and the caller says so.
+    """
     segmenter, detector = refs
     scored = scores[scores["status"] == "scored"]
     values = scored["score"].astype(float).to_numpy()
@@ -130,29 +149,40 @@ def _log_run(
     if len(values):
         for q in (50, 95, 99):
             metrics[f"score_p{q}"] = float(np.percentile(values, q))
-    with tracked_run(settings, EXPERIMENT_SCORING, run_name=f"score-{shift_id}") as run:
-        log_params(
-            {
-                "shift_id": shift_id,
-                "segmenter_uri": segmenter.uri if segmenter else "none (one-stage)",
-                "segmenter_version": segmenter.version if segmenter else None,
-                "detector_uri": detector.uri,
-                "detector_version": detector.version,
-                "cluster_workers": workers,
-                "frames_scored_this_run": new_frames,
-            }
-        )
-        log_metrics(metrics)
-        import mlflow
-
-        with tempfile.TemporaryDirectory() as scratch:
-            histogram = histogram_plot(
-                Path(scratch) / "score_histogram.png", values, "normalised image score", f"shift {shift_id}", 0.5
+    pending = ["params", "metrics", "score histogram", "top overlays", "run status"]
+    run_id: str | None = None
+    try:
+        with tracked_run(settings, EXPERIMENT_SCORING, run_name=f"score-{shift_id}") as run:
+            run_id = run.info.run_id
+            log_params(
+                {
+                    "shift_id": shift_id,
+                    "segmenter_uri": segmenter.uri if segmenter else "none (one-stage)",
+                    "segmenter_version": segmenter.version if segmenter else None,
+                    "detector_uri": detector.uri,
+                    "detector_version": detector.version,
+                    "cluster_workers": workers,
+                    "frames_scored_this_run": new_frames,
+                }
             )
-            mlflow.log_artifact(str(histogram))
-        for path in overlays:
-            mlflow.log_artifact(path, artifact_path="top_overlays")
-        return run.info.run_id
+            pending.remove("params")
+            log_metrics(metrics)
+            pending.remove("metrics")
+            with tempfile.TemporaryDirectory() as scratch:
+                histogram = histogram_plot(
+                    Path(scratch) / "score_histogram.png", values, "normalised image score", f"shift {shift_id}", 0.5
+                )
+                log_artifact(histogram)
+            pending.remove("score histogram")
+            for path in overlays:
+                log_artifact(path, "top_overlays")
+            pending.remove("top overlays")
+        pending.remove("run status")
+    except Exception as error:
+        what = ", ".join(pending) if run_id else "the whole run"
+        first_line = (str(error).strip().splitlines() or [""])[0][:300]
+        return run_id, f"{what} ({type(error).__name__}: {first_line})"
+    return run_id, None
 
 
 @flow(name="nightly_scoring", log_prints=True, task_runner=default_task_runner())
@@ -208,6 +238,10 @@ def _score_shift(
         None if one_stage else pin_model(settings, segmenter, "segmenter"),
         pin_model(settings, detector, "detector"),
     )
+    weights = {  # read now: the registry may be out of reach by the time the report is written
+        **({"segmenter weights": version_weights(settings, "segmenter", refs[0].version)} if refs[0] else {}),
+        "detector weights": version_weights(settings, "detector", refs[1].version),
+    }
 
     existing = consolidate(results_dir)
     done = set() if rescore else set(existing.loc[existing["status"].isin(FINISHED), "image_id"])
@@ -222,19 +256,30 @@ def _score_shift(
         ]
     chunk_of = {id(f): c for f, c in zip(futures, chunks, strict=True)}
     records: list[dict[str, Any]] = []
+    lost: BaseException | None = None
     for future in track_futures(futures, "scoring", [len(c) for c in chunks], "frames"):
         try:
             records.extend(future.result())
-        except Exception as error:  # the batch failed after its retries: its frames are marked, the rest goes on
-            records.extend(_failed_rows(chunk_of[id(future)], error, refs))
+        except Exception as error:
+            if _scheduler_lost(error):  # not the batch's fault: its frames stay unscored for the re-run
+                lost = lost or error
+                continue
+            records.extend(_failed_rows(chunk_of[id(future)], error, refs))  # failed after its retries
     seconds = time.perf_counter() - start
 
-    scores = consolidate(results_dir)
+    scores = consolidate(results_dir)  # includes batches whose part was written but whose result never came back
     if records:
         fresh = pd.DataFrame(records, columns=SCORE_COLUMNS)
         scores = pd.concat([scores, fresh], ignore_index=True).drop_duplicates("image_id", keep="last")
     scores = scores[scores["image_id"].isin(image_ids)]
     write_scores(results_dir, scores)
+    if lost is not None:
+        finished = int(scores["status"].isin(FINISHED).sum())
+        raise SchedulerLost(
+            f"the Dask scheduler went away while shift {shift_id} was scored ({type(lost).__name__}); "
+            f"{finished} of {len(image_ids)} frames are scored and kept. Check that the scheduler is running, then run "
+            "the same command again: it scores only the frames without a score"
+        )
 
     scored = scores[scores["status"] == "scored"].sort_values("score", ascending=False)
     flagged = scored[scored["is_anomalous"].astype(bool)]
@@ -247,7 +292,15 @@ def _score_shift(
         ).result()
     top_ids = set(scored.head(10)["image_id"])
     top_paths = [p for p in paths if Path(p).stem in top_ids]
-    run_id = _log_run(settings, shift_id, scores, refs, seconds, len(todo), top_paths, workers or 0)
+    run_id, not_logged = _log_run(settings, shift_id, scores, refs, seconds, len(todo), top_paths, workers or 0)
+    if not_logged:
+        logger.warning(
+            "shift %s: not logged to MLflow (%s): %s; scores, heatmaps and the report are written. Run the same "
+            "command again when MLflow is reachable: it scores nothing again and logs the shift's run",
+            shift_id,
+            settings.tracking_uri,
+            not_logged,
+        )
     overlays = {Path(p).stem: f"overlays/{Path(p).name}" for p in paths}
     report = write_report(
         results_dir / "report.html",
@@ -258,9 +311,9 @@ def _score_shift(
         {
             "segmenter": refs[0].uri if refs[0] else "none (one-stage)",
             "detector": refs[1].uri,
-            **({"segmenter weights": version_weights(settings, "segmenter", refs[0].version)} if refs[0] else {}),
-            "detector weights": version_weights(settings, "detector", refs[1].version),
-            "MLflow run": run_id,
+            **weights,
+            "MLflow run": run_id or "none",
+            **({"not logged to MLflow": not_logged} if not_logged else {}),
         },
     )
     summary = {
@@ -275,6 +328,7 @@ def _score_shift(
         "scores": str(results_dir / "scores.parquet"),
         "report": str(report),
         "mlflow_run_id": run_id,
+        "mlflow_not_logged": not_logged,
         "segmenter_version": refs[0].version if refs[0] else None,
         "detector_version": refs[1].version,
     }

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import logging
 import pickle
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ import timm
 import torch
 from torch import nn
 
+from models.packaging import file_sha256
 from models.weight_sources import RANDOM_INIT, TIMM_PRETRAINED, timm_cached_file
 
 logger = logging.getLogger(__name__)
@@ -69,11 +69,7 @@ class WeightsInfo:
 
 
 def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+    return file_sha256(path)[:16]
 
 
 def _extract_state_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:

@@ -2,11 +2,13 @@
 
 The format needs nothing from the training process to load: the JSON names the model kind and holds the
 architecture configuration and any calibration (thresholds, normalisation); ``weights.pt`` is read with
-``torch.load(..., weights_only=True)``, so loading never unpickles code.
+``torch.load(..., weights_only=True)``, so loading never unpickles code. The JSON also records the SHA-256 of
+``weights.pt`` (``weights_sha256``), so a damaged or replaced weights file is refused instead of loaded.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,9 +21,23 @@ from torch import nn
 FORMAT_VERSION = 1
 DESCRIPTION_FILE = "defectflow_model.json"
 WEIGHTS_FILE = "weights.pt"
+WEIGHTS_DIGEST = "weights_sha256"
 
 # kind -> function(config dict) -> nn.Module built *without* fetching pretrained weights.
 Builder = Callable[[dict[str, Any]], nn.Module]
+
+
+class DamagedWeights(ValueError):
+    """A model directory whose weights file is not the one saved with it; the message says what differs."""
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 @dataclass
@@ -33,12 +49,15 @@ class ModelPackage:
         config: Architecture configuration, enough to rebuild the network.
         extra: Everything else that travels with the weights (calibration, training summary).
         path: The directory it was read from, if any.
+        weights_sha256: SHA-256 of ``weights.pt`` when it was saved (``None`` for packages saved before it was
+            recorded).
     """
 
     kind: str
     config: dict[str, Any]
     extra: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    weights_sha256: str | None = None
 
 
 def save_model_package(
@@ -53,7 +72,13 @@ def save_model_package(
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
     torch.save(state, directory / WEIGHTS_FILE)
-    description = {"kind": kind, "format_version": FORMAT_VERSION, "config": config, "extra": extra or {}}
+    description = {
+        "kind": kind,
+        "format_version": FORMAT_VERSION,
+        "config": config,
+        "extra": extra or {},
+        WEIGHTS_DIGEST: file_sha256(directory / WEIGHTS_FILE),
+    }
     (directory / DESCRIPTION_FILE).write_text(json.dumps(description, indent=2, sort_keys=True))
     return directory
 
@@ -79,6 +104,27 @@ def read_model_package(directory: str | Path) -> ModelPackage:
         config=description["config"],
         extra=description.get("extra", {}),
         path=directory,
+        weights_sha256=description.get(WEIGHTS_DIGEST),
+    )
+
+
+def weights_problem(directory: str | Path) -> str | None:
+    """Why ``weights.pt`` of a model directory is not the file saved with it, or ``None`` when it is.
+
+    Packages saved before the digest was recorded have nothing to check against and pass when the file exists.
+    """
+    package = read_model_package(directory)
+    path = Path(directory) / WEIGHTS_FILE
+    if not path.is_file():
+        return f"{WEIGHTS_FILE} is missing"
+    if package.weights_sha256 is None:
+        return None
+    actual = file_sha256(path)
+    if actual == package.weights_sha256:
+        return None
+    return (
+        f"{WEIGHTS_FILE} has sha256 {actual[:16]}..., not the {package.weights_sha256[:16]}... recorded when the "
+        "model was saved (the file is damaged or was replaced)"
     )
 
 
@@ -94,6 +140,9 @@ def load_model_package(
 
     Returns:
         The network in eval mode on the CPU, and its package description.
+
+    Raises:
+        DamagedWeights: ``weights.pt`` differs from the digest recorded when the package was saved.
     """
     package = read_model_package(directory)
     if expected_kind is not None and package.kind != expected_kind:
@@ -103,6 +152,9 @@ def load_model_package(
         )
     if package.kind not in builders:
         raise ValueError(f"unknown model kind {package.kind!r}; known kinds: {sorted(builders)}")
+    problem = weights_problem(directory)
+    if problem:
+        raise DamagedWeights(f"{directory}: {problem}; load a good copy of the model (re-register or retrain it)")
     module = builders[package.kind](package.config)
     state = torch.load(Path(directory) / WEIGHTS_FILE, map_location="cpu", weights_only=True)
     module.load_state_dict(state, strict=True)

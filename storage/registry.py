@@ -4,6 +4,10 @@ A model version's artifacts are a defectflow model directory (``models.packaging
 ``weights_only`` state dict), so loading one needs nothing from the training process and unpickles no code.
 Aliases carry the decisions: ``challenger`` (newly trained), ``champion`` (scores the shifts), ``previous`` (the
 champion before the last promotion, for rollback).
+
+Each version carries the SHA-256 of every file of its model directory as tags (``sha256/<file>``), taken when it
+was registered; a version whose files no longer match is refused by name and version (:class:`DamagedModel`) instead
+of being handed to scoring.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from storage.frame_files import sha256_of
 from storage.settings import Settings
 from storage.tracking import client
 
@@ -24,6 +29,7 @@ PREVIOUS = "previous"
 #: Version tag of a champion that was rolled back: promotion never brings it back.
 ROLLED_BACK = "rolled_back"
 MODEL_ARTIFACT_PATH = "model"
+DIGEST_TAG = "sha256/"  # + file name: that file's SHA-256 when the version was registered
 _URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 
 
@@ -37,6 +43,11 @@ class RegistryUnavailable(RuntimeError):
 
 #: MLflow error codes that mean "no such model or alias"; any other failure is an outage, not an absence.
 _ABSENT = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+
+
+class DamagedModel(ValueError):
+    """A registered version whose files differ from the digests recorded at registration; the message names the
+    version and the ways out."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +91,32 @@ def register_model_dir(
     if alias:
         mlflow_client.set_registered_model_alias(name, alias, version.version)
     return str(version.version)
+
+
+def package_digests(directory: Path) -> dict[str, str]:
+    """Version tags with the SHA-256 of each file of a model directory (pass them to :func:`register_model_dir`)."""
+    return {f"{DIGEST_TAG}{path.name}": sha256_of(path) for path in sorted(directory.iterdir()) if path.is_file()}
+
+
+def _digest_problem(directory: Path, tags: dict[str, str]) -> str | None:
+    """Which file of a downloaded version differs from its registered digest, or ``None``.
+
+    Versions registered before digests were recorded have none to check and pass.
+    """
+    for key, expected in sorted(tags.items()):
+        if not key.startswith(DIGEST_TAG):
+            continue
+        name = key[len(DIGEST_TAG) :]
+        path = directory / name
+        if not path.is_file():
+            return f"{name} is missing"
+        actual = sha256_of(path)
+        if actual != expected:
+            return (
+                f"{name} has sha256 {actual[:16]}..., not the {expected[:16]}... recorded when the version was "
+                "registered (the file is damaged or was replaced)"
+            )
+    return None
 
 
 def alias_version(settings: Settings, name: str, alias: str) -> str | None:
@@ -190,6 +227,7 @@ def resolve_model(settings: Settings, uri: str, kind: str) -> ResolvedModel:
 
     Raises:
         ModelNotFound: When the URI names no registered version or no directory.
+        DamagedModel: When the version's files differ from the digests recorded when it was registered.
     """
     match = _URI.match(uri)
     if match is None:
@@ -204,18 +242,34 @@ def resolve_model(settings: Settings, uri: str, kind: str) -> ResolvedModel:
     mlflow_client = client(settings)
     try:
         if match["alias"]:
-            version = str(mlflow_client.get_model_version_by_alias(name, match["alias"]).version)
+            found = mlflow_client.get_model_version_by_alias(name, match["alias"])
         else:
-            version = str(mlflow_client.get_model_version(name, match["version"]).version)
+            found = mlflow_client.get_model_version(name, match["version"])
     except Exception as error:
-        raise ModelNotFound(f"no model version found for {uri} in {settings.tracking_uri}; {_hint(name)}") from error
+        from mlflow.exceptions import MlflowException
+
+        if isinstance(error, MlflowException) and error.error_code in _ABSENT:
+            raise ModelNotFound(f"no model version found for {uri} in {settings.tracking_uri}; {_hint(name)}") from error
+        raise _unavailable(settings, uri, error) from error
+    version, tags = str(found.version), dict(found.tags or {})
     cache = settings.models_dir / "registry" / name / version
+    if (cache / ".complete").is_file() and _digest_problem(cache, tags):  # the local copy was damaged: fetch again
+        shutil.rmtree(cache, ignore_errors=True)
     if not (cache / ".complete").is_file():
         import mlflow
 
         staging = cache.with_name(f".{version}.{uuid.uuid4().hex}.partial")  # one per process: workers race here
         staging.mkdir(parents=True)
         mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(staging))
+        problem = _digest_problem(staging, tags)
+        if problem:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise DamagedModel(
+                f"{name} v{version} in the registry is damaged: {problem}. Nothing was scored with it: score with "
+                f"another version (--{name} models:/{name}/<version>), put the previous champion back with "
+                f"'defectflow rollback --model {name}' if v{version} is the champion, or train and promote a new "
+                f"one ('defectflow train {name}')"
+            )
         (staging / ".complete").touch()
         try:
             staging.rename(cache)

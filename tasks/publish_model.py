@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from storage.registry import MODEL_ARTIFACT_PATH, register_model_dir
+from storage.registry import MODEL_ARTIFACT_PATH, package_digests, register_model_dir
 from storage.settings import Settings
 from storage.tracking import log_artifacts
 
@@ -27,6 +27,8 @@ def git_commit() -> str:
 
 
 def publish_model(settings: Settings, name: str, package_dir: Path, run_id: str, tags: dict[str, str]) -> str:
-    """Upload ``package_dir`` as the run's ``model/`` artifacts and register it; returns the version."""
+    """Upload ``package_dir`` as the run's ``model/`` artifacts and register it with the digest of each file;
+    returns the version."""
     log_artifacts(package_dir, MODEL_ARTIFACT_PATH)
-    return register_model_dir(settings, name, run_id, tags={"git_commit": git_commit(), **tags})
+    digests = package_digests(package_dir)
+    return register_model_dir(settings, name, run_id, tags={"git_commit": git_commit(), **tags, **digests})

@@ -21,6 +21,8 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.ingest import ingest_shift
 from flows.scoring import nightly_scoring
+from models.packaging import load_model_package, save_model_package
+from models.segmentation.builder import SEGMENTER_KIND, segmenter_builder
 from storage.frame_store import FrameStore
 from storage.registry import CHAMPION, alias_version
 from storage.settings import load_settings
@@ -223,12 +225,12 @@ def _segmenter_that_finds_nothing(workspace: Workspace, directory: Path) -> Path
     """
     settings = load_settings(workspace.home)
     champion = settings.models_dir / "registry" / "segmenter" / alias_version(settings, "segmenter", CHAMPION)
-    shutil.copytree(champion, directory)
-    weights = torch.load(directory / "weights.pt", weights_only=True)
+    model, package = load_model_package(champion, {SEGMENTER_KIND: segmenter_builder}, SEGMENTER_KIND)
+    weights = model.state_dict()
     weights["decoder.head.1.weight"].zero_()
     weights["decoder.head.1.bias"].copy_(torch.tensor([10.0, -10.0]))
-    torch.save(weights, directory / "weights.pt")
-    return directory
+    model.load_state_dict(weights)
+    return save_model_package(directory, package.kind, package.config, model, package.extra)
 
 
 def test_frames_without_a_component_are_reported_not_scored(workspace: Workspace, tmp_path: Path) -> None:

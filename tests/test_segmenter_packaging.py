@@ -8,7 +8,7 @@ import pytest
 import timm
 import torch
 
-from models.packaging import load_model_package, save_model_package
+from models.packaging import DamagedWeights, load_model_package, save_model_package
 from models.segmentation.builder import SEGMENTER_KIND, build_segmenter, segmenter_builder
 from models.segmentation.config import SegmenterConfig
 
@@ -71,3 +71,15 @@ def test_bad_weights_file_is_a_clear_error(tmp_path: Path) -> None:
 
     with pytest.raises(FileNotFoundError, match="does not exist"):
         build_segmenter(SegmenterConfig.small(**TINY, encoder_weights=str(tmp_path / "missing.pt")))
+
+
+def test_a_package_whose_weights_were_damaged_is_refused_on_load(tmp_path: Path) -> None:
+    torch.manual_seed(2)
+    config = SegmenterConfig.small(**TINY, dilation_rates=(2, 4, 6, 8))
+    save_model_package(tmp_path / "seg", SEGMENTER_KIND, config.to_dict(), build_segmenter(config))
+    weights = tmp_path / "seg" / "weights.pt"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 16] = bytes(16)  # tensor bytes: torch would load it without complaint
+    weights.write_bytes(bytes(data))
+    with pytest.raises(DamagedWeights, match=r"weights\.pt has sha256 .* not the .* recorded when the model was saved"):
+        load_model_package(tmp_path / "seg", {SEGMENTER_KIND: segmenter_builder}, SEGMENTER_KIND)
