@@ -249,7 +249,8 @@ def resolve_model(settings: Settings, uri: str, kind: str) -> ResolvedModel:
         from mlflow.exceptions import MlflowException
 
         if isinstance(error, MlflowException) and error.error_code in _ABSENT:
-            raise ModelNotFound(f"no model version found for {uri} in {settings.tracking_uri}; {_hint(name)}") from error
+            found_nothing = f"no model version found for {uri} in {settings.tracking_uri}; {_hint(name)}"
+            raise ModelNotFound(found_nothing) from error
         raise _unavailable(settings, uri, error) from error
     version, tags = str(found.version), dict(found.tags or {})
     cache = settings.models_dir / "registry" / name / version
