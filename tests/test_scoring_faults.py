@@ -36,15 +36,15 @@ from storage.settings import load_settings
 from storage.tables import read_manifest, read_scores
 from storage.tracking import EXPERIMENT_TRAINING, tracked_run
 from tasks.score_frames import PARTS_DIR
-from tests.pipeline import Workspace, ingest_copy, runner
+from tests.pipeline import Workspace, ingest_copy, runner, shared_cluster
 
 REPO = Path(__file__).resolve().parents[1]
 FRAMES = 4  # of the test shift's eight: enough for a fault to land between batches, few for a fast test
 
 
 def _score(ws: Workspace, shift: str, **kwargs) -> dict:
-    """Score on a one-worker ``LocalCluster``: each worker costs seconds of start on a shared 2-core machine."""
-    task_runner = runner(ws.home, workers=1)
+    """Score on the session's shared cluster (no cluster start per run)."""
+    task_runner = runner(ws.home)
     return nightly_scoring.with_options(task_runner=task_runner)(shift_id=shift, home=str(ws.home), **kwargs)
 
 
@@ -192,7 +192,7 @@ def test_a_killed_dask_scheduler_fails_the_run_clearly_and_the_rerun_completes(
 
     late = _frames_in_parts(results_dir) - set(kept["image_id"])  # batches the worker finished after the loss
 
-    rerun = CliRunner().invoke(app, [*arguments, "--workers", "2"])
+    rerun = CliRunner().invoke(app, [*arguments, "--dask-address", shared_cluster()])
     assert rerun.exit_code == 0, rerun.output
     assert _scored_this_run(rerun.output) == FRAMES - len(kept) - len(late), "finished work was scored again"
     assert len(_assert_shift_complete(workspace, "scheduler-killed")) == FRAMES
