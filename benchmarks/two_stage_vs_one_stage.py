@@ -373,7 +373,7 @@ def time_bare(pipeline: Pipeline, batch_size: int) -> float:
 
 def score_with_flow(pipeline: Pipeline, args: argparse.Namespace) -> None:
     """Score the pipeline's shift with ``nightly_scoring`` on a LocalCluster, as ``defectflow score`` does."""
-    from flows.cli import _configure_logging, run_flow
+    from flows.cli.base import _configure_logging, run_flow
     from flows.runtime import local_worker_count
     from flows.scoring import DEFAULT_SEGMENTER, nightly_scoring
     from storage.settings import load_settings
