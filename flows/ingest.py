@@ -16,7 +16,7 @@ from prefect import flow, get_run_logger
 
 from flows.batching import batches
 from flows.ingest_plan import plan_ingest
-from flows.progress import track_futures
+from flows.progress import track_batches
 from flows.runtime import default_task_runner
 from storage.frame_files import SourceError, list_source_files, resolve_source_dir
 from storage.frame_store import FrameStore
@@ -27,6 +27,8 @@ from storage.tables import MANIFEST_COLUMNS, read_manifest, write_manifest
 from tasks.hash_files import hash_files
 from tasks.ingest_frames import ingest_frames
 
+HASH_BATCH = 64  # files per hashing task
+
 
 @flow(name="ingest_shift", log_prints=True, task_runner=default_task_runner())
 def ingest_shift(
@@ -34,7 +36,7 @@ def ingest_shift(
     shift_id: str,
     home: str | None = None,
     max_pixels: int | None = None,
-    batch_size: int = 4,
+    batch_size: int = 16,
 ) -> dict[str, Any]:
     """Ingest every file below ``source`` as shift ``shift_id``.
 
@@ -43,7 +45,8 @@ def ingest_shift(
         shift_id: Name of the shift, ``[A-Za-z0-9._-]{1,64}``.
         home: Workspace directory (default ``DEFECTFLOW_HOME`` or ``./defectflow-home``).
         max_pixels: Refuse frames whose header declares more pixels (default ``DEFECTFLOW_MAX_PIXELS``).
-        batch_size: Frames per Dask task.
+        batch_size: Frames per Dask task (a worker decodes and writes them one at a time, so a batch costs no
+            memory, while each task run costs Prefect and Dask a fraction of a second).
 
     Returns:
         Summary: counts per status, quarantine reasons, manifest path.
@@ -66,10 +69,9 @@ def _ingest(root: Path, shift_id: str, settings: Settings, limit: int, batch_siz
     store = FrameStore(settings.store_path)
     store.ensure_shift(shift_id, source=str(root))
 
-    hash_batches = batches(paths, 64)
-    hash_futures = [hash_files.submit(str(root), chunk) for chunk in hash_batches]
     hashed: list[dict[str, Any]] = []
-    for future in track_futures(hash_futures, "hashing", [len(c) for c in hash_batches], "files"):
+    hash_chunks = batches(paths, HASH_BATCH)
+    for _, future in track_batches(lambda chunk: hash_files.submit(str(root), chunk), hash_chunks, "hashing", "files"):
         hashed.extend(future.result())
     hashed.sort(key=lambda item: item["source_path"])
 
@@ -81,12 +83,12 @@ def _ingest(root: Path, shift_id: str, settings: Settings, limit: int, batch_siz
         len(plan.jobs),
         len(plan.decided),
     )
-    job_batches = batches(plan.jobs, batch_size)
-    futures = [
-        ingest_frames.submit(str(root), str(settings.store_path), shift_id, chunk, limit) for chunk in job_batches
-    ]
+
+    def decode(chunk: list[dict[str, Any]]) -> Any:
+        return ingest_frames.submit(str(root), str(settings.store_path), shift_id, chunk, limit)
+
     ingested: list[dict[str, Any]] = []
-    for future in track_futures(futures, "ingesting", [len(c) for c in job_batches], "frames"):
+    for _, future in track_batches(decode, batches(plan.jobs, batch_size), "ingesting", "frames"):
         ingested.extend(future.result())
 
     rows, new = plan.settle(ingested)

@@ -23,11 +23,20 @@ from prefect_dask import DaskTaskRunner
 
 from storage.settings import Settings
 
+LOW_LEVEL_LOG_LENGTH = 100  # messages, transitions and worker events Dask keeps per comm / per process
+
 # Dask's nannies start workers with MALLOC_TRIM_THRESHOLD_=65536. Setting it turns off glibc's adaptive mmap
 # threshold, so every array over 128 KiB is a fresh mmap whose pages fault in on first touch: scoring a
 # 2048x1536 frame spent half its time in the kernel (3.2 against 6.9 frames/s per worker; docs/scoring.md). Our
 # default drops the variable; a value the user configures for Dask still wins (update_defaults keeps it).
 dask.config.update_defaults({"distributed": {"nanny": {"pre-spawn-environ": {"MALLOC_TRIM_THRESHOLD_": None}}}})
+# Every Dask comm keeps its last ``low-level-log-length`` messages (default 1000) for debugging, and every task
+# submitted through Prefect carries Prefect's serialised context (some 30 KB of Python objects, and the scheduler
+# holds a second copy in its messages to the workers). With one task per batch of frames, the flow process,
+# where a ``LocalCluster``'s scheduler runs, grew by about 40 KB per frame until the logs were full (issue #11).
+# A short log keeps the debugging aid and bounds that memory at a few MB whatever the shift's size; a value the
+# user configures for Dask still wins.
+dask.config.update_defaults({"distributed": {"admin": {"low-level-log-length": LOW_LEVEL_LOG_LENGTH}}})
 
 
 @contextmanager

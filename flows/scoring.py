@@ -17,7 +17,7 @@ import pandas as pd
 from prefect import flow, get_run_logger
 
 from flows.batching import batches
-from flows.progress import track_futures
+from flows.progress import track_batches
 from flows.runtime import default_task_runner
 from storage.frame_store import FrameStore
 from storage.ids import validate_shift_id
@@ -248,28 +248,33 @@ def _score_shift(
     todo = [i for i in image_ids if i not in done]
     logger.info("shift %s: %d frames, %d to score", shift_id, len(image_ids), len(todo))
 
+    def score(chunk: list[str]) -> Any:
+        return score_frames.submit(str(settings.store_path), str(results_dir), shift_id, chunk, *refs)
+
+    # Each finished batch has written its records as a part table (tasks/score_frames.py): the flow keeps only
+    # the rows of batches that failed, and merges the parts once, at the end.
     start = time.perf_counter()
-    chunks = batches(todo, batch_size)
-    with _gpu_annotation():
-        futures = [
-            score_frames.submit(str(settings.store_path), str(results_dir), shift_id, chunk, *refs) for chunk in chunks
-        ]
-    chunk_of = {id(f): c for f, c in zip(futures, chunks, strict=True)}
-    records: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
     lost: BaseException | None = None
-    for future in track_futures(futures, "scoring", [len(c) for c in chunks], "frames"):
+    with _gpu_annotation():
         try:
-            records.extend(future.result())
-        except Exception as error:
-            if _scheduler_lost(error):  # not the batch's fault: its frames stay unscored for the re-run
-                lost = lost or error
-                continue
-            records.extend(_failed_rows(chunk_of[id(future)], error, refs))  # failed after its retries
+            for chunk, future in track_batches(score, batches(todo, batch_size), "scoring", "frames"):
+                try:
+                    future.result()
+                except Exception as error:
+                    if _scheduler_lost(error):  # not the batch's fault: its frames stay unscored for the re-run
+                        lost = error
+                        break
+                    failed.extend(_failed_rows(chunk, error, refs))  # failed after its retries; the rest goes on
+        except Exception as error:  # submitting the next batch to a scheduler that went away
+            if not _scheduler_lost(error):
+                raise
+            lost = error
     seconds = time.perf_counter() - start
 
     scores = consolidate(results_dir)  # includes batches whose part was written but whose result never came back
-    if records:
-        fresh = pd.DataFrame(records, columns=SCORE_COLUMNS)
+    if failed:
+        fresh = pd.DataFrame(failed, columns=SCORE_COLUMNS)
         scores = pd.concat([scores, fresh], ignore_index=True).drop_duplicates("image_id", keep="last")
     scores = scores[scores["image_id"].isin(image_ids)]
     write_scores(results_dir, scores)

@@ -15,7 +15,7 @@ import pandas as pd
 from prefect import flow
 
 from flows.batching import batches
-from flows.progress import track_futures
+from flows.progress import track_batches
 from flows.runtime import default_task_runner
 from flows.scoring import FINISHED, consolidate
 from storage.frame_store import FrameStore
@@ -31,10 +31,11 @@ class NothingToVerify(ValueError):
 
 
 def _check(store_path: str, shift_id: str, kind: str, image_ids: list[str], batch_size: int) -> dict[str, str]:
-    chunks = batches(image_ids, batch_size)
-    futures = [verify_arrays.submit(store_path, shift_id, kind, chunk) for chunk in chunks]
     problems: dict[str, str] = {}
-    for future in track_futures(futures, f"verifying {kind}", [len(c) for c in chunks], "arrays"):
+    chunks = batches(image_ids, batch_size)
+    for _, future in track_batches(
+        lambda chunk: verify_arrays.submit(store_path, shift_id, kind, chunk), chunks, f"verifying {kind}", "arrays"
+    ):
         problems.update(future.result())
     return dict(sorted(problems.items()))
 
