@@ -109,7 +109,7 @@ def _ingest(root: Path, shift_id: str, settings: Settings, limit: int, batch_siz
         "quarantine_reasons": dict(zip(quarantined["source_path"], quarantined["reason"], strict=True)),
         "refused": plan.refused,
         "manifest": str(manifest_path),
-        "store": str(Path(settings.store_path) / "shifts" / shift_id),
+        "store": str(FrameStore(settings.store_path).shift_path(shift_id)),
     }
     logger.info(
         "shift %s: %d ingested, %d duplicate, %d quarantined",

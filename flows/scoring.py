@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,10 @@ from flows.runtime import default_task_runner
 from storage.frame_store import FrameStore
 from storage.ids import validate_shift_id
 from storage.registry import resolve_model, version_weights
-from storage.report import write_report
+from storage.report import REPORT_FILE, write_report
 from storage.settings import Settings, load_settings
 from storage.shift_lock import shift_lock
-from storage.tables import SCORE_COLUMNS, read_manifest, read_scores, write_scores
+from storage.tables import SCORE_COLUMNS, SCORES_FILE, read_manifest, read_scores, write_scores
 from storage.tracking import EXPERIMENT_SCORING, log_artifact, log_metrics, log_params, tracked_run
 from tasks.model_cache import ModelRef
 from tasks.plots import histogram_plot
@@ -217,6 +218,17 @@ def nightly_scoring(
         return _score_shift(settings, shift_id, segmenter, detector, batch_size, one_stage, rescore, workers)
 
 
+@dataclass
+class _Plan:
+    """What one scoring run works on: the shift's frames, the pinned models, and the frames still to score."""
+
+    results_dir: Path
+    image_ids: list[str]
+    refs: tuple[ModelRef | None, ModelRef]
+    weights: dict[str, str]
+    todo: list[str]
+
+
 def _score_shift(
     settings: Settings,
     shift_id: str,
@@ -229,6 +241,83 @@ def _score_shift(
 ) -> dict[str, Any]:
     """The work of :func:`nightly_scoring`, done while the shift's lock is held."""
     logger = get_run_logger()
+    plan = _plan(settings, shift_id, segmenter, detector, one_stage, rescore)
+    logger.info("shift %s: %d frames, %d to score", shift_id, len(plan.image_ids), len(plan.todo))
+    failed, lost, seconds = _run_batches(settings, shift_id, plan, batch_size)
+    scores = _collect(plan, failed)
+    if lost is not None:
+        finished = int(scores["status"].isin(FINISHED).sum())
+        raise SchedulerLost(
+            f"the Dask scheduler went away while shift {shift_id} was scored ({type(lost).__name__}); "
+            f"{finished} of {len(plan.image_ids)} frames are scored and kept. Check that the scheduler is running, "
+            "then run the same command again: it scores only the frames without a score"
+        )
+    scored = scores[scores["status"] == "scored"].sort_values("score", ascending=False)
+    paths = _render_overlays(settings, shift_id, plan.results_dir, scored)
+    top_ids = set(scored.head(10)["image_id"])
+    top_paths = [p for p in paths if Path(p).stem in top_ids]
+    run_id, not_logged = _log_run(
+        settings, shift_id, scores, plan.refs, seconds, len(plan.todo), top_paths, workers or 0
+    )
+    if not_logged:
+        logger.warning(
+            "shift %s: not logged to MLflow (%s): %s; scores, heatmaps and the report are written. Run the same "
+            "command again when MLflow is reachable: it scores nothing again and logs the shift's run",
+            shift_id,
+            settings.tracking_uri,
+            not_logged,
+        )
+    refs = plan.refs
+    report = _report(settings, shift_id, plan, scores, paths, run_id, not_logged)
+    summary = {
+        "shift_id": shift_id,
+        "frames": len(plan.image_ids),
+        "scored_this_run": len(plan.todo),
+        "scored": len(scored),
+        "flagged": int(scored["is_anomalous"].astype(bool).sum()),
+        "no_component": int((scores["status"] == "no_component").sum()),
+        "failed": int((scores["status"] == "failed").sum()),
+        "images_per_second": len(plan.todo) / seconds if seconds > 0 and plan.todo else 0.0,
+        "scores": str(plan.results_dir / SCORES_FILE),
+        "report": str(report),
+        "mlflow_run_id": run_id,
+        "mlflow_not_logged": not_logged,
+        "segmenter_version": refs[0].version if refs[0] else None,
+        "detector_version": refs[1].version,
+    }
+    logger.info("shift %s scored: %s", shift_id, summary)
+    return summary
+
+
+def _report(
+    settings: Settings,
+    shift_id: str,
+    plan: _Plan,
+    scores: pd.DataFrame,
+    overlay_paths: list[str],
+    run_id: str | None,
+    not_logged: str | None,
+) -> Path:
+    """The operator's page of the shift, with the models, their weights and what MLflow did not get."""
+    refs = plan.refs
+    return write_report(
+        plan.results_dir / REPORT_FILE,
+        shift_id,
+        scores,
+        {Path(p).stem: f"overlays/{Path(p).name}" for p in overlay_paths},
+        FrameStore(settings.store_path).shift_path(shift_id, "heatmaps"),
+        {
+            "segmenter": refs[0].uri if refs[0] else "none (one-stage)",
+            "detector": refs[1].uri,
+            **plan.weights,
+            "MLflow run": run_id or "none",
+            **({"not logged to MLflow": not_logged} if not_logged else {}),
+        },
+    )
+
+
+def _plan(settings: Settings, shift_id: str, segmenter: str, detector: str, one_stage: bool, rescore: bool) -> _Plan:
+    """The shift's ingested frames, the models pinned for the whole run, and which frames still need a score."""
     results_dir = settings.results_dir(shift_id)
     manifest = read_manifest(results_dir)
     image_ids = sorted(manifest.loc[manifest["status"] == "ingested", "image_id"])
@@ -242,100 +331,61 @@ def _score_shift(
         **({"segmenter weights": version_weights(settings, "segmenter", refs[0].version)} if refs[0] else {}),
         "detector weights": version_weights(settings, "detector", refs[1].version),
     }
-
     existing = consolidate(results_dir)
     done = set() if rescore else set(existing.loc[existing["status"].isin(FINISHED), "image_id"])
-    todo = [i for i in image_ids if i not in done]
-    logger.info("shift %s: %d frames, %d to score", shift_id, len(image_ids), len(todo))
+    return _Plan(results_dir, image_ids, refs, weights, [i for i in image_ids if i not in done])
+
+
+def _run_batches(
+    settings: Settings, shift_id: str, plan: _Plan, batch_size: int
+) -> tuple[list[dict[str, Any]], BaseException | None, float]:
+    """Score the frames still to do in batches on Dask.
+
+    Each finished batch has written its records as a part table (tasks/score_frames.py): the flow keeps only the
+    rows of batches that failed. Returns those rows, the error if the scheduler went away (submitting stops then;
+    finished parts stay), and the seconds taken.
+    """
 
     def score(chunk: list[str]) -> Any:
-        return score_frames.submit(str(settings.store_path), str(results_dir), shift_id, chunk, *refs)
+        return score_frames.submit(str(settings.store_path), str(plan.results_dir), shift_id, chunk, *plan.refs)
 
-    # Each finished batch has written its records as a part table (tasks/score_frames.py): the flow keeps only
-    # the rows of batches that failed, and merges the parts once, at the end.
     start = time.perf_counter()
     failed: list[dict[str, Any]] = []
     lost: BaseException | None = None
     with _gpu_annotation():
         try:
-            for chunk, future in track_batches(score, batches(todo, batch_size), "scoring", "frames"):
+            for chunk, future in track_batches(score, batches(plan.todo, batch_size), "scoring", "frames"):
                 try:
                     future.result()
                 except Exception as error:
                     if _scheduler_lost(error):  # not the batch's fault: its frames stay unscored for the re-run
                         lost = error
                         break
-                    failed.extend(_failed_rows(chunk, error, refs))  # failed after its retries; the rest goes on
+                    failed.extend(_failed_rows(chunk, error, plan.refs))  # failed after its retries; the rest goes on
         except Exception as error:  # submitting the next batch to a scheduler that went away
             if not _scheduler_lost(error):
                 raise
             lost = error
-    seconds = time.perf_counter() - start
+    return failed, lost, time.perf_counter() - start
 
-    scores = consolidate(results_dir)  # includes batches whose part was written but whose result never came back
+
+def _collect(plan: _Plan, failed: list[dict[str, Any]]) -> pd.DataFrame:
+    """Merge the parts (including batches whose part was written but whose result never came back) and the failed
+    rows into the shift's scores table, written once."""
+    scores = consolidate(plan.results_dir)
     if failed:
         fresh = pd.DataFrame(failed, columns=SCORE_COLUMNS)
         scores = pd.concat([scores, fresh], ignore_index=True).drop_duplicates("image_id", keep="last")
-    scores = scores[scores["image_id"].isin(image_ids)]
-    write_scores(results_dir, scores)
-    if lost is not None:
-        finished = int(scores["status"].isin(FINISHED).sum())
-        raise SchedulerLost(
-            f"the Dask scheduler went away while shift {shift_id} was scored ({type(lost).__name__}); "
-            f"{finished} of {len(image_ids)} frames are scored and kept. Check that the scheduler is running, then run "
-            "the same command again: it scores only the frames without a score"
-        )
+    scores = scores[scores["image_id"].isin(plan.image_ids)]
+    write_scores(plan.results_dir, scores)
+    return scores
 
-    scored = scores[scores["status"] == "scored"].sort_values("score", ascending=False)
+
+def _render_overlays(settings: Settings, shift_id: str, results_dir: Path, scored: pd.DataFrame) -> list[str]:
+    """Overlays of the ten highest scores and of every flagged frame (at most 200), rendered on a worker."""
     flagged = scored[scored["is_anomalous"].astype(bool)]
     to_render = pd.concat([scored.head(10), flagged.head(200)]).drop_duplicates("image_id")
-    overlay_dir = results_dir / "overlays"
-    paths: list[str] = []
-    if not to_render.empty:
-        paths = render_overlays.submit(
-            str(settings.store_path), shift_id, to_render.to_dict("records"), str(overlay_dir)
-        ).result()
-    top_ids = set(scored.head(10)["image_id"])
-    top_paths = [p for p in paths if Path(p).stem in top_ids]
-    run_id, not_logged = _log_run(settings, shift_id, scores, refs, seconds, len(todo), top_paths, workers or 0)
-    if not_logged:
-        logger.warning(
-            "shift %s: not logged to MLflow (%s): %s; scores, heatmaps and the report are written. Run the same "
-            "command again when MLflow is reachable: it scores nothing again and logs the shift's run",
-            shift_id,
-            settings.tracking_uri,
-            not_logged,
-        )
-    overlays = {Path(p).stem: f"overlays/{Path(p).name}" for p in paths}
-    report = write_report(
-        results_dir / "report.html",
-        shift_id,
-        scores,
-        overlays,
-        FrameStore(settings.store_path).path / "shifts" / shift_id / "heatmaps",
-        {
-            "segmenter": refs[0].uri if refs[0] else "none (one-stage)",
-            "detector": refs[1].uri,
-            **weights,
-            "MLflow run": run_id or "none",
-            **({"not logged to MLflow": not_logged} if not_logged else {}),
-        },
-    )
-    summary = {
-        "shift_id": shift_id,
-        "frames": len(image_ids),
-        "scored_this_run": len(todo),
-        "scored": int((scores["status"] == "scored").sum()),
-        "flagged": len(flagged),
-        "no_component": int((scores["status"] == "no_component").sum()),
-        "failed": int((scores["status"] == "failed").sum()),
-        "images_per_second": len(todo) / seconds if seconds > 0 and todo else 0.0,
-        "scores": str(results_dir / "scores.parquet"),
-        "report": str(report),
-        "mlflow_run_id": run_id,
-        "mlflow_not_logged": not_logged,
-        "segmenter_version": refs[0].version if refs[0] else None,
-        "detector_version": refs[1].version,
-    }
-    logger.info("shift %s scored: %s", shift_id, summary)
-    return summary
+    if to_render.empty:
+        return []
+    records = to_render.to_dict("records")
+    return render_overlays.submit(str(settings.store_path), shift_id, records, str(results_dir / "overlays")).result()

@@ -62,6 +62,11 @@ class FrameStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
 
+    def shift_path(self, shift_id: str, kind: str | None = None) -> Path:
+        """Where a shift's arrays live: ``shifts/<shift>``, or its ``images`` or ``heatmaps`` group."""
+        shift = self.path / "shifts" / shift_id
+        return shift / kind if kind else shift
+
     def _root(self, mode: str = "a") -> zarr.Group:
         return zarr.open_group(self.path, mode=mode)
 
@@ -78,15 +83,15 @@ class FrameStore:
         """The folder the shift was last ingested from, if recorded."""
         if not self.has_shift(shift_id):
             return None
-        return zarr.open_group(self.path / "shifts" / shift_id, mode="r").attrs.get("source")
+        return zarr.open_group(self.shift_path(shift_id), mode="r").attrs.get("source")
 
     def has_shift(self, shift_id: str) -> bool:
         """Whether any frame of ``shift_id`` was ever ingested."""
-        return (self.path / "shifts" / shift_id / "images").is_dir()
+        return (self.shift_path(shift_id, "images")).is_dir()
 
     def write_image(self, shift_id: str, image_id: str, pixels: np.ndarray, attributes: dict[str, Any]) -> None:
         """Write one frame whole (overwriting a partial array a killed worker may have left), with its checksum."""
-        group = zarr.open_group(self.path / "shifts" / shift_id / "images", mode="a")
+        group = zarr.open_group(self.shift_path(shift_id, "images"), mode="a")
         array = group.create_array(
             image_id,
             shape=pixels.shape,
@@ -101,7 +106,7 @@ class FrameStore:
 
     def image(self, shift_id: str, image_id: str) -> zarr.Array:
         """The frame array, opened read-only (pixels are read lazily)."""
-        return zarr.open_array(self.path / "shifts" / shift_id / "images" / image_id, mode="r")
+        return zarr.open_array(self.shift_path(shift_id, "images") / image_id, mode="r")
 
     def read_image(self, shift_id: str, image_id: str) -> np.ndarray:
         """All pixels of one frame, checked against the checksum written at ingest.
@@ -126,7 +131,7 @@ class FrameStore:
         written before checksums were recorded is checked for readability only.
         """
         try:
-            array = zarr.open_array(self.path / "shifts" / shift_id / kind / image_id, mode="r")
+            array = zarr.open_array(self.shift_path(shift_id, kind) / image_id, mode="r")
         except Exception as error:
             return f"missing or unreadable array ({type(error).__name__}: {error})"
         try:
@@ -137,7 +142,7 @@ class FrameStore:
 
     def image_ids(self, shift_id: str) -> list[str]:
         """Ids of the frames stored for a shift, sorted."""
-        images = self.path / "shifts" / shift_id / "images"
+        images = self.shift_path(shift_id, "images")
         if not images.is_dir():
             return []
         return sorted(p.name for p in images.iterdir() if (p / "zarr.json").is_file())
@@ -160,7 +165,7 @@ class FrameStore:
         if box is not None and crop_map is not None:
             y0, x0, y1, x1 = box
             full[y0:y1, x0:x1] = crop_map
-        group = zarr.open_group(self.path / "shifts" / shift_id / "heatmaps", mode="a")
+        group = zarr.open_group(self.shift_path(shift_id, "heatmaps"), mode="a")
         array = group.create_array(
             image_id,
             shape=shape,
@@ -177,4 +182,4 @@ class FrameStore:
 
     def heatmap(self, shift_id: str, image_id: str) -> zarr.Array:
         """The heatmap array, opened read-only."""
-        return zarr.open_array(self.path / "shifts" / shift_id / "heatmaps" / image_id, mode="r")
+        return zarr.open_array(self.shift_path(shift_id, "heatmaps") / image_id, mode="r")
