@@ -26,7 +26,7 @@ from models.segmentation.recipes import recipe_for as segmenter_recipe
 from models.weight_sources import PRETRAINED, RANDOM_INIT, WeightsUnavailableError
 from storage.report import REPORT_FILE
 from storage.settings import PROGRESS_SETTING, load_settings
-from storage.tables import SCORES_FILE, read_manifest, read_scores
+from storage.tables import SCORES_FILE, ScoreStatus, read_manifest, read_scores
 
 console = Console()
 
@@ -191,7 +191,7 @@ def _summary(home: Path, shift_dir: Path, score_seconds: float, total_seconds: f
     joined = scores.merge(manifest[["image_id", "source_path"]], on="image_id").merge(
         labels, left_on="source_path", right_on="file"
     )
-    scored = joined[joined["status"] == "scored"]
+    scored = joined[joined["status"] == ScoreStatus.SCORED]
     truth = (scored["label"] == "defect").to_numpy()
     # raw scores: the normalised score is clipped to [0, 1], and ties at the clip lose ranking information
     raw = scored["raw_score"].astype(float).to_numpy()

@@ -23,7 +23,7 @@ from storage.frame_store import FrameStore
 from storage.ids import validate_shift_id
 from storage.settings import Settings, load_settings
 from storage.shift_lock import shift_lock
-from storage.tables import MANIFEST_COLUMNS, read_manifest, write_manifest
+from storage.tables import MANIFEST_COLUMNS, FrameStatus, read_manifest, write_manifest
 from tasks.hash_files import hash_files
 from tasks.ingest_frames import ingest_frames
 
@@ -98,14 +98,14 @@ def _ingest(root: Path, shift_id: str, settings: Settings, limit: int, batch_siz
     manifest_path = write_manifest(results_dir, manifest)
 
     counts = Counter(manifest["status"])
-    quarantined = manifest[manifest["status"] == "quarantined"]
+    quarantined = manifest[manifest["status"] == FrameStatus.QUARANTINED]
     summary = {
         "shift_id": shift_id,
         "files": len(paths),
         "new": new,
-        "ingested": int(counts.get("ingested", 0)),
-        "duplicate": int(counts.get("duplicate", 0)),
-        "quarantined": int(counts.get("quarantined", 0)),
+        "ingested": int(counts.get(FrameStatus.INGESTED, 0)),
+        "duplicate": int(counts.get(FrameStatus.DUPLICATE, 0)),
+        "quarantined": int(counts.get(FrameStatus.QUARANTINED, 0)),
         "quarantine_reasons": dict(zip(quarantined["source_path"], quarantined["reason"], strict=True)),
         "refused": plan.refused,
         "manifest": str(manifest_path),

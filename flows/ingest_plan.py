@@ -22,8 +22,8 @@ from typing import Any
 import pandas as pd
 
 from storage.ids import image_id_for
+from storage.tables import STORED, FrameStatus
 
-STORED = ("ingested", "damaged")  # statuses of rows that have an array in the store
 CHANGED_NOTE = "source file changed after ingest"
 
 Row = dict[str, Any]
@@ -74,7 +74,7 @@ def plan_ingest(files: list[Row], previous: pd.DataFrame) -> IngestPlan:
     by_path = {row["source_path"]: row for row in earlier_rows}
     first_with_sha: dict[str, str] = {}
     for row in earlier_rows:
-        if row["status"] != "duplicate" and row["sha256"]:
+        if row["status"] != FrameStatus.DUPLICATE and row["sha256"]:
             first_with_sha.setdefault(row["sha256"], row["source_path"])
     id_owner = {row["image_id"]: row["source_path"] for row in earlier_rows}
     plan = IngestPlan()
@@ -82,7 +82,7 @@ def plan_ingest(files: list[Row], previous: pd.DataFrame) -> IngestPlan:
         path, sha = item["source_path"], item["sha256"]
         earlier = by_path.get(path)
         if earlier is not None and earlier["status"] in STORED:
-            if earlier["status"] == "damaged" and sha == earlier["sha256"]:
+            if earlier["status"] == FrameStatus.DAMAGED and sha == earlier["sha256"]:
                 plan.jobs.append({k: earlier[k] for k in ("image_id", "source_path", "sha256", "bytes")})
                 continue
             row = _change_noted(earlier, sha)
@@ -91,7 +91,7 @@ def plan_ingest(files: list[Row], previous: pd.DataFrame) -> IngestPlan:
             plan.kept.append(row)
             continue
         if earlier is not None and earlier["sha256"] == sha:
-            if earlier["status"] != "quarantined":
+            if earlier["status"] != FrameStatus.QUARANTINED:
                 plan.kept.append(earlier)
                 continue
             plan.retried[path] = earlier
@@ -100,15 +100,15 @@ def plan_ingest(files: list[Row], previous: pd.DataFrame) -> IngestPlan:
         blank = {"height": None, "width": None, "channels": None, "dtype": None, "ingested_at": None}
         owner = id_owner.setdefault(image_id, path)
         if item.get("unreadable"):
-            plan.decided.append({**base, **blank, "status": "quarantined", "reason": item["unreadable"]})
+            plan.decided.append({**base, **blank, "status": FrameStatus.QUARANTINED, "reason": item["unreadable"]})
         elif item["bytes"] == 0:
-            plan.decided.append({**base, **blank, "status": "quarantined", "reason": "empty file (0 bytes)"})
+            plan.decided.append({**base, **blank, "status": FrameStatus.QUARANTINED, "reason": "empty file (0 bytes)"})
         elif sha in first_with_sha and first_with_sha[sha] != path:
             reason = f"same bytes as {first_with_sha[sha]}"
-            plan.decided.append({**base, **blank, "status": "duplicate", "reason": reason})
+            plan.decided.append({**base, **blank, "status": FrameStatus.DUPLICATE, "reason": reason})
         elif owner != path:
             reason = f"image id {image_id} is already the id of {owner}; rename this file and re-run the ingest"
-            plan.decided.append({**base, **blank, "status": "quarantined", "reason": reason})
+            plan.decided.append({**base, **blank, "status": FrameStatus.QUARANTINED, "reason": reason})
         else:
             first_with_sha[sha] = path
             plan.jobs.append(base)

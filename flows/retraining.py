@@ -28,7 +28,7 @@ from models.segmentation.recipes import DEFAULT_BACKBONE as SEGMENTER_BACKBONE
 from models.weight_sources import PRETRAINED
 from storage.ids import validate_shift_id
 from storage.settings import Settings, load_settings
-from storage.tables import SCORES_FILE, read_scores
+from storage.tables import SCORES_FILE, ScoreStatus, read_scores
 from tasks.extract_crops import extract_crops
 from tasks.train_detector import train_detector_task
 from tasks.train_segmenter import train_segmenter_task
@@ -58,7 +58,11 @@ def select_shifts(settings: Settings, shifts: list[str] | None, since_days: int 
 
 def confidently_normal(scores: pd.DataFrame, margin: float = NORMAL_MARGIN) -> list[str]:
     """Image ids scored normal with ``margin`` below the 0.5 decision."""
-    keep = (scores["status"] == "scored") & (~scores["is_anomalous"].astype(bool)) & (scores["score"] <= 0.5 - margin)
+    keep = (
+        (scores["status"] == ScoreStatus.SCORED)
+        & (~scores["is_anomalous"].astype(bool))
+        & (scores["score"] <= 0.5 - margin)
+    )
     return sorted(scores.loc[keep, "image_id"])
 
 

@@ -26,7 +26,17 @@ from storage.registry import resolve_model, version_weights
 from storage.report import REPORT_FILE, write_report
 from storage.settings import Settings, load_settings
 from storage.shift_lock import shift_lock
-from storage.tables import SCORE_COLUMNS, SCORES_FILE, read_manifest, read_scores, write_scores
+from storage.tables import (
+    FINISHED,
+    SCORE_COLUMNS,
+    SCORES_FILE,
+    FrameStatus,
+    ScoreRecord,
+    ScoreStatus,
+    read_manifest,
+    read_scores,
+    write_scores,
+)
 from storage.tracking import EXPERIMENT_SCORING, log_artifact, log_metrics, log_params, tracked_run
 from tasks.model_cache import ModelRef
 from tasks.plots import histogram_plot
@@ -35,7 +45,6 @@ from tasks.score_frames import PARTS_DIR, score_frames
 
 DEFAULT_SEGMENTER = "models:/segmenter@champion"
 DEFAULT_DETECTOR = "models:/detector@champion"
-FINISHED = ("scored", "no_component")
 
 
 class NothingToScore(ValueError):
@@ -103,20 +112,8 @@ def _gpu_annotation() -> contextlib.AbstractContextManager[Any]:
 
 def _failed_rows(image_ids: list[str], error: BaseException | None, refs: tuple[ModelRef | None, ModelRef]) -> list:
     reason = f"batch failed after retries: {type(error).__name__}: {error}" if error else "batch failed"
-    now = pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds")
-    return [
-        {
-            **dict.fromkeys(SCORE_COLUMNS),
-            "image_id": i,
-            "status": "failed",
-            "reason": reason[:500],
-            "is_anomalous": False,
-            "segmenter_version": refs[0].version if refs[0] else None,
-            "detector_version": refs[1].version,
-            "scored_at": now,
-        }
-        for i in image_ids
-    ]
+    versions = (refs[0].version if refs[0] else None, refs[1].version)
+    return [ScoreRecord(i, ScoreStatus.FAILED, reason[:500], *versions).row() for i in image_ids]
 
 
 def _log_run(
@@ -135,15 +132,15 @@ def _log_run(
     record there, not the shift, and the caller says so.
     """
     segmenter, detector = refs
-    scored = scores[scores["status"] == "scored"]
+    scored = scores[scores["status"] == ScoreStatus.SCORED]
     values = scored["score"].astype(float).to_numpy()
     metrics: dict[str, Any] = {
         "images": len(scores),
         "scored": len(scored),
         "flagged": int(scored["is_anomalous"].astype(bool).sum()),
         "flag_rate": float(scored["is_anomalous"].astype(bool).mean()) if len(scored) else 0.0,
-        "no_component": int((scores["status"] == "no_component").sum()),
-        "failed": int((scores["status"] == "failed").sum()),
+        "no_component": int((scores["status"] == ScoreStatus.NO_COMPONENT).sum()),
+        "failed": int((scores["status"] == ScoreStatus.FAILED).sum()),
         "images_per_second": new_frames / seconds if seconds > 0 else 0.0,
         "seconds": seconds,
     }
@@ -252,7 +249,7 @@ def _score_shift(
             f"{finished} of {len(plan.image_ids)} frames are scored and kept. Check that the scheduler is running, "
             "then run the same command again: it scores only the frames without a score"
         )
-    scored = scores[scores["status"] == "scored"].sort_values("score", ascending=False)
+    scored = scores[scores["status"] == ScoreStatus.SCORED].sort_values("score", ascending=False)
     paths = _render_overlays(settings, shift_id, plan.results_dir, scored)
     top_ids = set(scored.head(10)["image_id"])
     top_paths = [p for p in paths if Path(p).stem in top_ids]
@@ -275,8 +272,8 @@ def _score_shift(
         "scored_this_run": len(plan.todo),
         "scored": len(scored),
         "flagged": int(scored["is_anomalous"].astype(bool).sum()),
-        "no_component": int((scores["status"] == "no_component").sum()),
-        "failed": int((scores["status"] == "failed").sum()),
+        "no_component": int((scores["status"] == ScoreStatus.NO_COMPONENT).sum()),
+        "failed": int((scores["status"] == ScoreStatus.FAILED).sum()),
         "images_per_second": len(plan.todo) / seconds if seconds > 0 and plan.todo else 0.0,
         "scores": str(plan.results_dir / SCORES_FILE),
         "report": str(report),
@@ -320,7 +317,7 @@ def _plan(settings: Settings, shift_id: str, segmenter: str, detector: str, one_
     """The shift's ingested frames, the models pinned for the whole run, and which frames still need a score."""
     results_dir = settings.results_dir(shift_id)
     manifest = read_manifest(results_dir)
-    image_ids = sorted(manifest.loc[manifest["status"] == "ingested", "image_id"])
+    image_ids = sorted(manifest.loc[manifest["status"] == FrameStatus.INGESTED, "image_id"])
     if not image_ids:
         raise NothingToScore(f"shift {shift_id} has no ingested frames; run 'defectflow ingest SRC --shift {shift_id}'")
     refs = (

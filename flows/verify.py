@@ -17,12 +17,12 @@ from prefect import flow
 from flows.batching import batches
 from flows.progress import track_batches
 from flows.runtime import default_task_runner
-from flows.scoring import FINISHED, consolidate
+from flows.scoring import consolidate
 from storage.frame_store import FrameStore
 from storage.ids import validate_shift_id
 from storage.settings import load_settings
 from storage.shift_lock import shift_lock
-from storage.tables import read_manifest, write_manifest, write_scores
+from storage.tables import FINISHED, STORED, FrameStatus, ScoreStatus, read_manifest, write_manifest, write_scores
 from tasks.verify_arrays import verify_arrays
 
 
@@ -64,11 +64,11 @@ def verify_shift(shift_id: str, home: str | None = None, batch_size: int = 16) -
         repair_frames = f"defectflow ingest {source} --shift {shift_id}"
         repair_heatmaps = f"defectflow score --shift {shift_id}"
 
-        stored = manifest["status"].isin(["ingested", "damaged"])
+        stored = manifest["status"].isin(STORED)
         frames = _check(str(store.path), shift_id, "images", sorted(manifest.loc[stored, "image_id"]), batch_size)
         if frames:
             damaged = manifest["image_id"].isin(list(frames))
-            manifest.loc[damaged, "status"] = "damaged"
+            manifest.loc[damaged, "status"] = str(FrameStatus.DAMAGED)
             manifest.loc[damaged, "reason"] = [
                 f"damaged in the store: {frames[i]}; restore it with '{repair_frames}'"
                 for i in manifest.loc[damaged, "image_id"]
@@ -82,7 +82,7 @@ def verify_shift(shift_id: str, home: str | None = None, batch_size: int = 16) -
             damaged = scores["image_id"].isin(list(heatmaps))
             scores.loc[damaged, ["score", "raw_score"]] = np.nan
             scores.loc[damaged, "is_anomalous"] = False
-            scores.loc[damaged, "status"] = "failed"
+            scores.loc[damaged, "status"] = str(ScoreStatus.FAILED)
             scores.loc[damaged, "reason"] = [
                 f"heatmap damaged in the store: {heatmaps[i]}; score it again with '{repair_heatmaps}'"
                 for i in scores.loc[damaged, "image_id"]

@@ -8,6 +8,8 @@ from typing import Any
 
 import pandas as pd
 
+from storage.tables import ScoreStatus
+
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2rem;color:#222}
 h1{margin-bottom:.2rem} .muted{color:#666}
@@ -44,14 +46,14 @@ def write_report(
     """
     esc = html.escape
     status_counts = scores["status"].value_counts().to_dict()
-    scored = scores[scores["status"] == "scored"]
+    scored = scores[scores["status"] == ScoreStatus.SCORED]
     flagged = scored[scored["is_anomalous"].astype(bool)].sort_values("score", ascending=False)
     counts = [
         ("frames", len(scores)),
-        ("scored", status_counts.get("scored", 0)),
+        ("scored", status_counts.get(ScoreStatus.SCORED, 0)),
         ("flagged", len(flagged)),
-        ("no component", status_counts.get("no_component", 0)),
-        ("failed", status_counts.get("failed", 0)),
+        ("no component", status_counts.get(ScoreStatus.NO_COMPONENT, 0)),
+        ("failed", status_counts.get(ScoreStatus.FAILED, 0)),
     ]
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
@@ -77,7 +79,7 @@ def write_report(
             f"<a href='{esc(heatmap)}'>heatmap (zarr)</a></figcaption></figure>"
         )
     parts.append("</div>")
-    problems = scores[scores["status"] != "scored"]
+    problems = scores[scores["status"] != ScoreStatus.SCORED]
     if not problems.empty:
         parts.append(
             f"<h2>Not scored ({len(problems)})</h2><table><tr><th>frame</th><th>status</th><th>reason</th></tr>"

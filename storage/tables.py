@@ -6,11 +6,41 @@ and a killed writer leaves the previous version intact.
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+
+
+class FrameStatus(StrEnum):
+    """A manifest row's status: what the ingest did with a file."""
+
+    INGESTED = "ingested"  # decoded and stored
+    QUARANTINED = "quarantined"  # not a usable frame; the reason says why
+    DUPLICATE = "duplicate"  # the same bytes as another file of the shift
+    DAMAGED = "damaged"  # stored, but its pixels no longer match the checksum (``defectflow verify``)
+
+
+#: Manifest statuses of rows that have an array in the store.
+STORED = (FrameStatus.INGESTED, FrameStatus.DAMAGED)
+
+
+class ScoreStatus(StrEnum):
+    """A scores row's status."""
+
+    SCORED = "scored"  # the detector scored the component's crop
+    NO_COMPONENT = "no_component"  # the segmenter found no component to crop; nothing to score
+    FAILED = "failed"  # the frame could not be scored; the reason says why, a re-run tries again
+
+
+#: Score statuses a re-run keeps (it scores only the other frames).
+FINISHED = (ScoreStatus.SCORED, ScoreStatus.NO_COMPONENT)
 
 MANIFEST_COLUMNS = [
     "image_id",
@@ -41,6 +71,37 @@ SCORE_COLUMNS = [
     "detector_version",
     "scored_at",
 ]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class ScoreRecord:
+    """One row of a shift's scores table (:data:`SCORE_COLUMNS`); what a scoring task returns per frame."""
+
+    image_id: str
+    status: ScoreStatus
+    reason: str = ""
+    segmenter_version: str | None = None
+    detector_version: str | None = None
+    score: float = math.nan
+    is_anomalous: bool = False
+    raw_score: float = math.nan
+    threshold: float = math.nan
+    y0: int | None = None
+    x0: int | None = None
+    y1: int | None = None
+    x1: int | None = None
+    scored_at: str = field(default_factory=_now)
+
+    def row(self) -> dict[str, Any]:
+        """The record as a table row, columns in :data:`SCORE_COLUMNS` order (the status as its string)."""
+        values = {name: getattr(self, name) for name in SCORE_COLUMNS}
+        values["status"] = str(self.status)
+        return values
+
 
 MANIFEST_FILE = "manifest.parquet"
 SCORES_FILE = "scores.parquet"

@@ -10,6 +10,7 @@ from prefect import task
 from models.imaging import ImageRejected, decode_image
 from storage.frame_files import FrameRejected, read_source
 from storage.frame_store import FrameStore
+from storage.tables import FrameStatus
 
 
 def _row(job: dict[str, object], status: str, reason: str = "", shape: tuple[int, ...] = (), dtype: str = "") -> dict:
@@ -55,7 +56,7 @@ def ingest_frames(
         try:
             decoded = decode_image(read_source(path, str(job["sha256"])), path.suffix, max_pixels)
         except (FrameRejected, ImageRejected) as rejection:
-            rows.append(_row(job, "quarantined", str(rejection)))
+            rows.append(_row(job, FrameStatus.QUARANTINED, str(rejection)))
             continue
         pixels = decoded.pixels
         store.write_image(
@@ -71,5 +72,5 @@ def ingest_frames(
                 "conversions": decoded.conversions,
             },
         )
-        rows.append(_row(job, "ingested", "; ".join(decoded.conversions), pixels.shape, str(pixels.dtype)))
+        rows.append(_row(job, FrameStatus.INGESTED, "; ".join(decoded.conversions), pixels.shape, str(pixels.dtype)))
     return rows

@@ -8,7 +8,6 @@ loses nothing that was finished.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -21,30 +20,15 @@ from models.cropping import Box, crop_region
 from models.detector.inference import resize_map, score_crops
 from models.segmentation.inference import predict_masks
 from storage.frame_store import FrameStore
-from storage.tables import SCORE_COLUMNS, write_table
+from storage.tables import SCORE_COLUMNS, ScoreRecord, ScoreStatus, write_table
 from tasks.model_cache import ModelRef, compute_device, get_model
 
 PARTS_DIR = "scores.parts"
 
 
-def _record(image_id: str, status: str, reason: str, refs: tuple[ModelRef | None, ModelRef]) -> dict[str, Any]:
+def _record(image_id: str, status: ScoreStatus, reason: str, refs: tuple[ModelRef | None, ModelRef]) -> dict[str, Any]:
     segmenter, detector = refs
-    return {
-        "image_id": image_id,
-        "score": np.nan,
-        "is_anomalous": False,
-        "raw_score": np.nan,
-        "threshold": np.nan,
-        "y0": None,
-        "x0": None,
-        "y1": None,
-        "x1": None,
-        "status": status,
-        "reason": reason,
-        "segmenter_version": segmenter.version if segmenter else None,
-        "detector_version": detector.version,
-        "scored_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
+    return ScoreRecord(image_id, status, reason, segmenter.version if segmenter else None, detector.version).row()
 
 
 def _regions(
@@ -93,15 +77,19 @@ def score_frames(
         try:
             frames[image_id] = store.read_image(shift_id, image_id)
         except Exception as error:  # an unreadable chunk fails this frame, not the batch
-            records[image_id] = _record(image_id, "failed", f"cannot read frame: {type(error).__name__}: {error}", refs)
+            records[image_id] = _record(
+                image_id, ScoreStatus.FAILED, f"cannot read frame: {type(error).__name__}: {error}", refs
+            )
 
     regions = _regions(frames, segmenter, device) if frames else {}
     crops: list[np.ndarray] = []
     cropped: list[tuple[str, Box]] = []
     for image_id, (box, reason) in regions.items():
         if box is None:
-            records[image_id] = _record(image_id, "no_component", reason or "no component found", refs)
-            store.write_heatmap(shift_id, image_id, frames[image_id].shape[:2], None, None, {"status": "no_component"})
+            records[image_id] = _record(image_id, ScoreStatus.NO_COMPONENT, reason or "no component found", refs)
+            store.write_heatmap(
+                shift_id, image_id, frames[image_id].shape[:2], None, None, {"status": str(ScoreStatus.NO_COMPONENT)}
+            )
             continue
         crops.append(frames[image_id][box.y0 : box.y1, box.x0 : box.x1])
         cropped.append((image_id, box))
@@ -121,7 +109,7 @@ def score_frames(
                 heatmap,
                 {"detector_version": detector.version, "values": "normalised pixel score, 0.5 = pixel threshold"},
             )
-            record = _record(image_id, "scored", "", refs)
+            record = _record(image_id, ScoreStatus.SCORED, "", refs)
             record.update(
                 score=float(result.scores[index]),
                 is_anomalous=bool(result.anomalous[index]),
