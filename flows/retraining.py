@@ -30,6 +30,7 @@ from storage.ids import validate_shift_id
 from storage.settings import Settings, load_settings
 from storage.tables import SCORES_FILE, ScoreStatus, read_scores
 from tasks.extract_crops import extract_crops
+from tasks.model_cache import ModelRef
 from tasks.train_detector import train_detector_task
 from tasks.train_segmenter import train_segmenter_task
 
@@ -64,6 +65,37 @@ def confidently_normal(scores: pd.DataFrame, margin: float = NORMAL_MARGIN) -> l
         & (scores["score"] <= 0.5 - margin)
     )
     return sorted(scores.loc[keep, "image_id"])
+
+
+def _crops_of_recent_shifts(
+    settings: Settings, chosen: list[str], seg_ref: ModelRef, good: Path, batch_size: int
+) -> tuple[list[str], list[str]]:
+    """Crop the confidently normal frames of ``chosen`` into ``good`` on Dask; returns the names and the shifts
+    that gave any."""
+    futures, used_shifts = [], []
+    for shift_id in chosen:
+        ids = confidently_normal(read_scores(settings.results_dir(shift_id)))
+        if ids:
+            used_shifts.append(shift_id)
+        for chunk in batches(ids, batch_size):
+            futures.append(extract_crops.submit(str(settings.store_path), shift_id, chunk, seg_ref, str(good)))
+    names: list[str] = []
+    for future in futures:
+        names.extend(future.result())
+    return names, used_shifts
+
+
+def _copy_curated(curated: Path, good: Path) -> list[str]:
+    """Copy a curated folder's images (recursively) into ``good``, named after their relative paths."""
+    if not curated.is_dir():
+        raise DataError(f"--good-dir {curated} does not exist")
+    names = []
+    for path in sorted(curated.rglob("*")):
+        if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith("."):
+            name = f"curated__{path.relative_to(curated).as_posix().replace('/', '__')}"
+            shutil.copy2(path, good / name)
+            names.append(name)
+    return names
 
 
 def list_digest(names: list[str]) -> str:
@@ -119,26 +151,9 @@ def retrain(
     good = dataset / "train" / "good"
     good.mkdir(parents=True, exist_ok=True)
     seg_ref = pin_model(settings, segmenter, "segmenter")
-
-    futures, used_shifts = [], []
-    for shift_id in chosen:
-        ids = confidently_normal(read_scores(settings.results_dir(shift_id)))
-        if ids:
-            used_shifts.append(shift_id)
-        for chunk in batches(ids, batch_size):
-            futures.append(extract_crops.submit(str(settings.store_path), shift_id, chunk, seg_ref, str(good)))
-    names: list[str] = []
-    for future in futures:
-        names.extend(future.result())
+    names, used_shifts = _crops_of_recent_shifts(settings, chosen, seg_ref, good, batch_size)
     if good_dir:
-        curated = Path(good_dir).expanduser()
-        if not curated.is_dir():
-            raise DataError(f"--good-dir {curated} does not exist")
-        for path in sorted(curated.rglob("*")):
-            if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith("."):
-                name = f"curated__{path.relative_to(curated).as_posix().replace('/', '__')}"
-                shutil.copy2(path, good / name)
-                names.append(name)
+        names.extend(_copy_curated(Path(good_dir).expanduser(), good))
     if len(names) < 8:
         raise DataError(
             f"only {len(names)} training images (shifts: {', '.join(chosen) or 'none'}); score more shifts, "
