@@ -126,10 +126,14 @@ def measure(phase: str, frames: int, data: Path) -> dict[str, float]:
     import psutil
 
     from benchmarks.memory import PeakMemory
-    from flows.ingest import ingest_shift
     from flows.runtime import dask_task_runner, prefect_api
-    from flows.scoring import nightly_scoring
     from storage.settings import load_settings
+
+    # only the phase's own flow module: scoring imports torch (0.7 GB), which an ingest process never loads
+    if phase == "ingest":
+        from flows.ingest import ingest_shift
+    else:
+        from flows.scoring import nightly_scoring
 
     home = data / "home"
     shift = f"scale-{frames}"
@@ -194,7 +198,12 @@ def main() -> None:
     for frames in (small, large):
         for phase in ("ingest", "score"):
             print(f"{phase} {frames} frames ...", flush=True)
-            results[phase, frames] = run_phase(phase, frames, data)
+            r = results[phase, frames] = run_phase(phase, frames, data)
+            print(  # as it comes: a run cut short still leaves its figures
+                f"  {phase} {frames}: {r['seconds']:.0f} s, flow peak {r['flow_peak']:.0f} MiB, worker peak"
+                f" {r['worker_peak']:.0f} MiB, load {r['load']:.1f}",
+                flush=True,
+            )
 
     from flows.runtime import local_worker_count
     from storage.settings import load_settings
