@@ -198,6 +198,17 @@ def test_a_killed_dask_scheduler_fails_the_run_clearly_and_the_rerun_completes(
     assert len(_assert_shift_complete(workspace, "scheduler-killed")) == FRAMES
 
 
+def _fill(filler: Path) -> None:
+    """Take every free byte of the filesystem, so that the next write fails whatever the heatmaps' size."""
+    block = b"\0" * 4096
+    with filler.open("wb", buffering=0) as handle:
+        try:
+            while True:
+                handle.write(block)
+        except OSError:
+            pass
+
+
 @contextmanager
 def _small_filesystem(path: Path, size: str) -> Iterator[None]:
     """A real small filesystem (tmpfs) mounted over ``path``, with what ``path`` held copied in; unmounted after."""
@@ -211,6 +222,7 @@ def _small_filesystem(path: Path, size: str) -> Iterator[None]:
         pytest.skip(f"cannot mount a small tmpfs here ({mounted.stderr.decode().strip()}): needs root or CAP_SYS_ADMIN")
     try:
         shutil.copytree(saved, path, dirs_exist_ok=True)
+        _fill(path / ".filler")
         yield
     finally:
         subprocess.run(["umount", "--lazy", str(path)], check=True)
@@ -224,7 +236,7 @@ def test_a_full_disk_while_heatmaps_are_written_fails_those_frames_clearly_and_t
     settings = load_settings(workspace.home)
     heatmaps = settings.store_path / "shifts" / "disk-full" / "heatmaps"
     store = FrameStore(settings.store_path)
-    with _small_filesystem(heatmaps, "160k"):  # room for about two of the four heatmaps (40-90 KB each)
+    with _small_filesystem(heatmaps, "160k"):  # full: no heatmap fits, whatever its size
         summary = _score(workspace, "disk-full", batch_size=2)
         scores = read_scores(settings.results_dir("disk-full"))
         failed = scores[scores["status"] == "failed"]
@@ -313,9 +325,15 @@ def _register_copy_of_the_champion(ws: Workspace, tmp_path: Path) -> tuple[str, 
     package.mkdir()
     for name in ("defectflow_model.json", "weights.pt"):
         shutil.copy2(champion / name, package / name)
+    client = MlflowClient(settings.tracking_uri)
+    original = client.get_model_version("detector", alias_version(settings, "detector", CHAMPION))
+    # a faithful copy: the champion's run params and version tags, so other tests reading the registry see a
+    # detector like any other
     with tracked_run(settings, EXPERIMENT_TRAINING, run_name="copy-of-champion") as run:
+        mlflow.log_params(client.get_run(original.run_id).data.params)
         mlflow.log_artifacts(str(package), artifact_path="model")
-        version = register_model_dir(settings, "detector", run.info.run_id, tags=package_digests(package), alias=None)
+        tags = {k: v for k, v in original.tags.items() if not k.startswith("sha256/")} | package_digests(package)
+        version = register_model_dir(settings, "detector", run.info.run_id, tags=tags, alias=None)
         artifacts = Path(urlparse(mlflow.get_artifact_uri("model")).path)
     return version, artifacts / "weights.pt"
 
