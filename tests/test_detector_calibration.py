@@ -105,3 +105,15 @@ def test_package_round_trip_gives_identical_maps_and_calibration(tmp_path) -> No
     with torch.no_grad():
         assert torch.equal(model.anomaly_map(images), again.anomaly_map(images))
     assert build_detector(config.to_dict(), load_pretrained=False).config == config
+
+
+def test_the_fusion_fit_stays_finite_when_its_scale_runs_away() -> None:
+    """An unbounded scale overflowed to inf in an L-BFGS line search; the cross-entropy at a target of 1 was then
+    NaN and every fitted weight with it (a rare CI failure). The scale is bounded now."""
+    from models.detector.map_weights_fit import _balanced_bce, _logits
+
+    features = torch.tensor([[0.2, 0.4], [0.9, 0.8], [0.1, 0.3], [0.95, 0.7]])
+    targets = torch.tensor([0.0, 1.0, 0.0, 1.0])
+    logits = _logits(features, torch.tensor([0.5, 0.5]), torch.tensor(1000.0), torch.tensor(0.5))
+    assert torch.isfinite(logits).all()
+    assert torch.isfinite(_balanced_bce(logits, targets))

@@ -17,6 +17,8 @@ into normal training images, after the student is trained and with everything el
 
 from __future__ import annotations
 
+import logging
+import math
 import time
 from dataclasses import dataclass
 
@@ -29,7 +31,13 @@ from models.detector.network import ReverseDistillation
 from models.imaging import imagenet_normalise
 from models.metrics.anomaly import auroc
 
+logger = logging.getLogger(__name__)
+
 MAX_FIT_PIXELS = 100_000
+#: Bound of the logistic fit's log-scale: exp(30) is 1e13, far beyond any useful sharpness, and finite. Unbounded,
+#: an L-BFGS line search on well-separated maps could step the scale to inf, and ``inf * (x - b)`` at a target of 1
+#: makes the cross-entropy NaN, which turned every fitted weight NaN (the rare CI failure of issue #10).
+MAX_LOG_SCALE = 30.0
 
 
 @dataclass
@@ -84,6 +92,13 @@ def _balanced_bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return 0.5 * loss[positive].mean() + 0.5 * loss[~positive].mean()
 
 
+def _logits(
+    features: torch.Tensor, weights: torch.Tensor, log_scale: torch.Tensor, offset: torch.Tensor
+) -> torch.Tensor:
+    """``exp(s) * (weights . x - b)`` with the scale bounded (:data:`MAX_LOG_SCALE`), so it stays finite."""
+    return torch.exp(log_scale.clamp(-MAX_LOG_SCALE, MAX_LOG_SCALE)) * (features @ weights - offset)
+
+
 def _fit_logistic(
     features: torch.Tensor, targets: torch.Tensor, fit_weights: bool, steps: int
 ) -> tuple[torch.Tensor, float]:
@@ -98,15 +113,16 @@ def _fit_logistic(
 
     def closure() -> torch.Tensor:
         optimiser.zero_grad()
-        fused = features @ torch.softmax(v, dim=0)
-        loss = _balanced_bce(torch.exp(log_scale) * (fused - offset), targets)
+        loss = _balanced_bce(_logits(features, torch.softmax(v, dim=0), log_scale, offset), targets)
         loss.backward()
         return loss
 
     optimiser.step(closure)
     with torch.no_grad():
         weights = torch.softmax(v, dim=0)
-        loss = _balanced_bce(torch.exp(log_scale) * (features @ weights - offset), targets)
+        loss = _balanced_bce(_logits(features, weights, log_scale, offset), targets)
+    if not (bool(torch.isfinite(weights).all()) and math.isfinite(float(loss))):  # never registered as weights
+        raise FloatingPointError(f"the fusion-weight fit gave non-finite values (weights {weights.tolist()})")
     return weights.detach(), float(loss)
 
 
@@ -154,7 +170,11 @@ def fit_fusion_weights(
         ]
         features, targets = features[torch.from_numpy(keep)], targets[torch.from_numpy(keep)]
     equal_weights, loss_equal = _fit_logistic(features, targets, fit_weights=False, steps=steps)
-    weights, loss_fitted = _fit_logistic(features, targets, fit_weights=True, steps=steps)
+    try:
+        weights, loss_fitted = _fit_logistic(features, targets, fit_weights=True, steps=steps)
+    except FloatingPointError as error:  # the refinement failed: keep the mean, which is what RD4AD uses
+        logger.warning("%s; the anomaly maps are averaged with equal weights instead", error)
+        weights, loss_fitted = torch.full((features.shape[1],), 1.0 / features.shape[1]), loss_equal
     with torch.no_grad():
         conv = model.anomaly_map_generator.fusion
         conv.weight.copy_(weights.view_as(conv.weight).to(conv.weight))
