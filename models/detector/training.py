@@ -31,17 +31,11 @@ from models.detector.inference import score_images
 from models.detector.loss import ReverseDistillationLoss
 from models.detector.map_weights_fit import fit_fusion_weights
 from models.detector.network import ReverseDistillation
-from models.detector.recipes import DetectorRecipe, recipe_for, training_recipe
+from models.detector.recipes import DetectorRecipe, training_recipe
 from models.divergence_guard import DivergenceGuard, TrainingDivergedError
 from models.training_run import EpochCallback, EpochHistory, TimeBudget, seed_everything
 
 logger = logging.getLogger(__name__)
-
-
-def recommended_lr(backbone: str) -> float:
-    """Learning rate when the user names none: the recipe's for the backbone's family (RD4AD's 0.005 for the
-    paper's teachers, 0.001 for the small ResNets; :mod:`models.detector.recipes`)."""
-    return recipe_for(backbone).lr
 
 
 @dataclass
