@@ -111,6 +111,13 @@ class Settings:
         return self.results_root / shift_id
 
     @property
+    def verdicts_path(self) -> Path:
+        """The operators' verdict log (:mod:`storage.verdicts`)."""
+        from storage.verdicts import VERDICTS_FILE
+
+        return self.home / VERDICTS_FILE
+
+    @property
     def models_dir(self) -> Path:
         """Local scratch space for model packages before they go to MLflow."""
         return self.home / "models"
