@@ -11,9 +11,10 @@ import pytest
 
 # Isolate Prefect before it is imported anywhere: its own database in a temporary folder, no telemetry.
 # A folder of this run's own (two suites on one machine must not delete each other's Prefect database).
+# Under pytest-xdist (``make test`` runs two workers) each worker has its own folder below the run's.
 _PREFECT_HOME = Path(
     os.environ.setdefault("DEFECTFLOW_TEST_PREFECT_HOME", tempfile.mkdtemp(prefix="defectflow-test-prefect-"))
-)
+) / os.environ.get("PYTEST_XDIST_WORKER", "")
 os.environ["PREFECT_HOME"] = str(_PREFECT_HOME)
 os.environ.pop("PREFECT_API_URL", None)
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -27,6 +28,18 @@ os.environ.pop("DEFECTFLOW_DASK_ADDRESS", None)
 # Tests choose their weights explicitly (small random backbones; the shared ImageNet file in tests marked `shared`).
 for _setting in ("DEFECTFLOW_TEACHER_WEIGHTS", "DEFECTFLOW_ENCODER_WEIGHTS", "DEFECTFLOW_WEIGHTS_DIR"):
     os.environ.pop(_setting, None)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep what shares an expensive fixture on one xdist worker (``--dist loadgroup``), so it is built once.
+
+    Every test of the session ``workspace`` runs on one worker; every other test stays with its module (module
+    fixtures). Runs before xdist reads the groups; without xdist the marks change nothing.
+    """
+    for item in items:
+        group = "workspace" if "workspace" in getattr(item, "fixturenames", ()) else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
