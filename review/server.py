@@ -1,0 +1,39 @@
+"""Running the review app: check where it may listen, say where it is, serve until Ctrl-C."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from review.app import create_app
+from review.security import Guard, check_bind, is_loopback
+from storage.settings import Settings
+
+
+def address(host: str, port: int, token: str | None = None) -> str:
+    """The address to open in a browser (with ``?token=`` when one is needed; the browser keeps it as a cookie)."""
+    name = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    if host in ("0.0.0.0", "::"):
+        name = "<this machine's name>"
+    return f"http://{name}:{port}/" + (f"?token={token}" if token else "")
+
+
+def serve(
+    settings: Settings,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    reviewer: str | None = None,
+    say: Callable[[str], None] = print,
+) -> None:
+    """Serve the review app on ``host:port`` until interrupted.
+
+    Raises:
+        SettingsError: ``host`` is not loopback and ``DEFECTFLOW_REVIEW_TOKEN`` is not set.
+    """
+    import uvicorn
+
+    check_bind(host, settings.review_token)
+    guard = Guard(token=settings.review_token, loopback=is_loopback(host))
+    app = create_app(settings, guard=guard, reviewer=reviewer)
+    say(f"review app on {settings.home}: open {address(host, port, settings.review_token)}")
+    say("verdicts are recorded in " + str(settings.verdicts_path) + "; Ctrl-C stops the app")
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, server_header=False)
