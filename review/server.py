@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from review.app import create_app
 from review.security import Guard, check_bind, is_loopback
@@ -37,3 +42,34 @@ def serve(
     say(f"review app on {settings.home}: open {address(host, port, settings.review_token)}")
     say("verdicts are recorded in " + str(settings.verdicts_path) + "; Ctrl-C stops the app")
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, server_header=False)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def background_server(app: Any) -> Iterator[str]:
+    """Serve ``app`` on 127.0.0.1 and a free port in a thread until the block ends; yields the base URL.
+
+    For what needs real HTTP in one process: the tests (concurrent clients, a browser), the benchmark and the
+    screenshots of docs/review.md.
+    """
+    import uvicorn
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the review app's server did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

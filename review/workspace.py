@@ -159,9 +159,9 @@ class FrameTables:
 def with_verdicts(frames: pd.DataFrame, shift_id: str, latest: dict[tuple[str, str], VerdictRecord]) -> pd.DataFrame:
     """``frames`` with the latest verdict of each (``verdict``, ``reviewer``: ``None`` where not reviewed)."""
     records = [latest.get((shift_id, image)) for image in frames["image_id"]]
-    return frames.assign(
-        verdict=[record.verdict.value if record else None for record in records],
-        reviewer=[record.reviewer if record else None for record in records],
+    return frames.assign(  # object columns: pandas' string columns would turn "no verdict" into NaN
+        verdict=pd.Series([r.verdict.value if r else None for r in records], index=frames.index, dtype=object),
+        reviewer=pd.Series([r.reviewer if r else None for r in records], index=frames.index, dtype=object),
     )
 
 

@@ -62,8 +62,10 @@
     return { x: x0, y: y0, w: x1 - x0, h: y1 - y0, width: width, height: height };
   }
 
+  let loads = 0;
   function load() {
     const region = wanted();
+    let waiting = layers.length;
     layers.forEach(function (layer) {
       const query = new URLSearchParams({ layer: layer.name, x: region.x, y: region.y, w: region.w, h: region.h,
         width: region.width, height: region.height });
@@ -74,7 +76,8 @@
         layer.element.src = picture.src;
         layer.region = region;
         draw();
-        viewer.dataset.loaded = String(token);
+        waiting -= 1;
+        if (waiting === 0) viewer.dataset.loaded = String(++loads); // every layer shows the latest view
       };
       picture.src = url + "?" + query.toString();
     });
