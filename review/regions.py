@@ -16,7 +16,7 @@ import zarr
 from PIL import Image
 
 from storage.frame_store import FrameStore
-from storage.overlay import contour_layer, heat_layer, resize_frame, resize_heat
+from storage.overlay import contour_layer, heat_layer, heat_levels, resize_frame, resize_levels
 
 #: Largest width or height of an answer, in pixels.
 MAX_SIDE = 4096
@@ -81,12 +81,13 @@ def _encode(picture: Image.Image, layer: Layer) -> bytes:
 
 
 def _heat(store: FrameStore, shift_id: str, image_id: str, region: Region) -> np.ndarray:
-    """The heatmap's region at the output size; zeros (nothing scored) for a frame without a heatmap."""
+    """The heatmap's region as display levels at the output size; zeros (nothing scored) without a heatmap."""
     try:
         array = store.heatmap(shift_id, image_id)
     except (FileNotFoundError, zarr.errors.NodeNotFoundError):
-        return np.zeros((region.height, region.width), dtype=np.float32)
-    return resize_heat(array[region.y0 : region.y1, region.x0 : region.x1], (region.width, region.height))
+        return np.zeros((region.height, region.width), dtype=np.uint8)
+    levels = heat_levels(array[region.y0 : region.y1, region.x0 : region.x1])
+    return resize_levels(levels, (region.width, region.height))
 
 
 def render_region(store: FrameStore, shift_id: str, image_id: str, layer: Layer, region: Region) -> bytes:

@@ -6,11 +6,13 @@ import numpy as np
 
 from storage.overlay import (
     COLOUR_MAP,
+    CONTOUR_INDEX,
     CONTOUR_LEVEL,
     colour_bar_css,
     contour_layer,
     contour_mask,
     heat_layer,
+    heat_levels,
     side_by_side,
 )
 
@@ -21,24 +23,35 @@ def _disc(size: int = 64, radius: float = 12.0) -> np.ndarray:
     return np.clip(1.0 - distance / (2 * radius), 0.0, 1.0).astype(np.float16)  # 0.5 exactly at ``radius``
 
 
+def test_levels_put_the_pixel_threshold_exactly_at_the_contour_index() -> None:
+    below = np.nextafter(np.float16(CONTOUR_LEVEL), np.float16(0))
+    values = np.array([0.0, below, CONTOUR_LEVEL, 1.0, np.nan, 2.0], dtype=np.float16)
+    levels = heat_levels(values)
+    assert list(levels >= CONTOUR_INDEX) == [False, False, True, True, False, True]
+    assert list(heat_levels(values.astype(np.float32))) == list(levels)  # same levels from any float type
+    assert levels[0] == 0 and levels[3] == 255
+
+
 def test_contour_follows_the_pixel_threshold_level_and_not_the_picture_border() -> None:
     heat = _disc()
-    edge = contour_mask(heat, width=1)
+    edge = contour_mask(heat_levels(heat), width=1)
     yy, xx = np.nonzero(edge)
     radii = np.hypot(yy - 32, xx - 32)
     assert edge.any() and radii.min() >= 10.0 and radii.max() <= 12.5
     assert not (heat[edge] < CONTOUR_LEVEL).any()  # drawn on the inside of the threshold
-    assert not contour_mask(np.ones((8, 8))).any()  # a region filling the view has no outline along the cut
+    assert not contour_mask(np.full((8, 8), 255, np.uint8)).any()  # a region filling the view: no outline at the cut
 
 
 def test_colour_map_gets_brighter_and_layers_are_transparent_where_nothing_was_scored() -> None:
     brightness = COLOUR_MAP.astype(float) @ [0.299, 0.587, 0.114]
     assert (np.diff(brightness) >= -1.0).all() and brightness[-1] > 200 > 20 > brightness[0]
-    heat = np.zeros((10, 10), dtype=np.float32)
+    heat = np.zeros((10, 10), dtype=np.float16)
     heat[2:8, 2:8] = 0.7
-    layer = np.asarray(heat_layer(heat))
-    assert (layer[..., 3] == (heat > 0) * 255).all()
-    assert np.asarray(contour_layer(heat))[..., 3].any()
+    heat[4, 4] = 0.2
+    alpha = np.asarray(heat_layer(heat_levels(heat)).convert("RGBA"))[..., 3]
+    assert (alpha[heat == 0] == 0).all() and (alpha[heat >= CONTOUR_LEVEL] == 255).all()
+    assert 0 < alpha[4, 4] < 255  # faint below the threshold
+    assert np.asarray(contour_layer(heat_levels(heat)).convert("RGBA"))[..., 3].any()
     assert colour_bar_css().startswith("linear-gradient(")
 
 

@@ -97,6 +97,10 @@
     const s2 = size().w / w;
     show({ x: fx - px / s2, y: fy - py / s2, w: w });
   }
+  function look(x, y, w, h) { // the frame area x, y, w, h, whole and centred
+    const wide = Math.max(w, h * size().w / size().h) * 1.1;
+    show({ x: x + w / 2 - wide / 2, y: y + h / 2 - (wide * size().h / size().w) / 2, w: wide });
+  }
   function pan(dx, dy) { show({ x: view.x + dx / scale(), y: view.y + dy / scale(), w: view.w }); }
 
   viewer.addEventListener("wheel", function (event) {
@@ -141,7 +145,8 @@
     const step = 80;
     const actions = {
       "+": function () { zoom(1.5); }, "=": function () { zoom(1.5); }, "-": function () { zoom(1 / 1.5); },
-      "0": function () { show(fitView()); }, h: function () { flip("show-heatmap"); },
+      "0": function () { show(fitView()); }, z: function () { if (box) look(box[1], box[0], box[3] - box[1], box[2] - box[0]); },
+      h: function () { flip("show-heatmap"); },
       c: function () { flip("show-contour"); }, b: function () { flip("show-box"); },
       ArrowLeft: function () { pan(-step, 0); }, ArrowRight: function () { pan(step, 0); },
       ArrowUp: function () { pan(0, -step); }, ArrowDown: function () { pan(0, step); },
@@ -153,5 +158,6 @@
   view = fitView();
   toggles();
   load();
-  window.defectflowViewer = { zoom: zoom, fit: function () { show(fitView()); }, view: function () { return view; } };
+  window.defectflowViewer = { zoom: zoom, look: look, fit: function () { show(fitView()); },
+    view: function () { return view; } };
 })();
