@@ -151,6 +151,27 @@ def _choice(text: str, choices: tuple[str, ...], name: str) -> str:
     return text
 
 
+def _shift_page(review: Review, shift_id: str, filters: dict[str, Any], page: int) -> dict[str, Any]:
+    """What the shift page shows: its counts, and one page of its frames in review order that match ``filters``."""
+    latest = review.verdicts.latest(shift_id)
+    ordered = review_order(with_verdicts(review.tables.frames(shift_id), shift_id, latest))
+    shown = filter_frames(ordered, **filters)
+    pages = max(1, math.ceil(len(shown) / PAGE_SIZE))
+    page = min(max(1, page), pages)
+    return {
+        "shift_id": shift_id,
+        "summary": review.tables.summary(shift_id, latest),
+        "rows": shown.iloc[(page - 1) * PAGE_SIZE : page * PAGE_SIZE].to_dict("records"),
+        "matching": len(shown),
+        "page": page,
+        "pages": pages,
+        "filters": filters,
+        "status_filters": STATUS_FILTERS,
+        "reviewed_filters": REVIEWED_FILTERS,
+        "first_unreviewed": next_unreviewed(ordered, ""),
+    }
+
+
 def _pages(app: FastAPI, review: Review) -> None:
     """The three pages: the shifts, one shift's frames, one frame."""
 
@@ -170,31 +191,13 @@ def _pages(app: FastAPI, review: Review) -> None:
         reviewed: str = "all",
         page: int = 1,
     ) -> Response:
-        frames = review.tables.frames(shift_id)
-        ordered = review_order(with_verdicts(frames, shift_id, review.verdicts.latest(shift_id)))
         filters = {
             "status": _choice(status, STATUS_FILTERS, "status"),
             "score_min": _number(score_min, "score_min"),
             "score_max": _number(score_max, "score_max"),
             "reviewed": _choice(reviewed, REVIEWED_FILTERS, "reviewed"),
         }
-        shown = filter_frames(ordered, **filters)
-        pages = max(1, math.ceil(len(shown) / PAGE_SIZE))
-        page = min(max(1, page), pages)
-        return review.page(
-            request,
-            "shift.html",
-            shift_id=shift_id,
-            summary=review.tables.summary(shift_id, review.verdicts.latest(shift_id)),
-            rows=shown.iloc[(page - 1) * PAGE_SIZE : page * PAGE_SIZE].to_dict("records"),
-            matching=len(shown),
-            page=page,
-            pages=pages,
-            filters=filters,
-            status_filters=STATUS_FILTERS,
-            reviewed_filters=REVIEWED_FILTERS,
-            first_unreviewed=next_unreviewed(ordered, ""),
-        )
+        return review.page(request, "shift.html", **_shift_page(review, shift_id, filters, page))
 
     @app.get("/shifts/{shift_id}/frames/{image_id}")
     def frame(request: Request, shift_id: str, image_id: str) -> Response:
