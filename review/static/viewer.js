@@ -77,7 +77,10 @@
         layer.region = region;
         draw();
         waiting -= 1;
-        if (waiting === 0) viewer.dataset.loaded = String(++loads); // every layer shows the latest view
+        if (waiting === 0) { // every layer shows the latest view
+          viewer.dataset.loaded = String(++loads);
+          if (loads === 1) viewer.dataset.firstDrawnMs = String(Math.round(performance.now())); // since navigation
+        }
       };
       picture.src = url + "?" + query.toString();
     });
