@@ -11,9 +11,11 @@ import dataclasses
 import io
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +28,7 @@ from typer.testing import CliRunner
 from flows.cli import app as cli
 from review.app import create_app
 from review.security import TOKEN_COOKIE, Guard, check_bind
-from review.server import background_server
+from review.server import background_server, free_port
 from storage.settings import REVIEW_TOKEN_SETTING, Settings, SettingsError, load_settings
 from storage.verdicts import VerdictStore
 from tests.pipeline import REPO, SHIFT, Workspace
@@ -76,6 +78,29 @@ def test_review_package_imports_no_torch_prefect_dask_or_mlflow() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_serve_command_serves_the_workspace_on_loopback_until_interrupted(settings: Settings) -> None:
+    port = free_port()
+    command = [sys.executable, "-m", "flows.cli", "serve", "--home", str(settings.home), "--port", str(port)]
+    server = subprocess.Popen([*command, "--reviewer", "ana"], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        page = _poll(f"http://127.0.0.1:{port}/", server)
+        assert page.status_code == 200 and f'data-shift-id="{SHIFT}"' in page.text and 'value="ana"' in page.text
+    finally:
+        server.send_signal(signal.SIGINT)
+        output, _ = server.communicate(timeout=60)
+    assert f"open http://127.0.0.1:{port}/" in output and str(settings.verdicts_path) in output
+
+
+def _poll(url: str, process: subprocess.Popen) -> httpx.Response:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            return httpx.get(url, timeout=10)
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise AssertionError(f"defectflow serve did not answer on {url} (exit code {process.poll()})")
 
 
 def test_pages_list_the_shift_and_its_flagged_frames_first(client: TestClient, settings: Settings, scored: dict):
