@@ -20,10 +20,10 @@ from prefect import flow, get_run_logger
 from flows.batching import batches
 from flows.progress import track_batches
 from flows.runtime import default_task_runner
-from storage.frame_store import FrameStore
 from storage.ids import validate_shift_id
 from storage.registry import resolve_model, version_weights
 from storage.report import REPORT_FILE, write_report
+from storage.scoring_run import ScoringRun, write_scoring_run
 from storage.settings import Settings, load_settings
 from storage.shift_lock import shift_lock
 from storage.tables import (
@@ -256,6 +256,8 @@ def _score_shift(
     run_id, not_logged = _log_run(
         settings, shift_id, scores, plan.refs, seconds, len(plan.todo), top_paths, workers or 0
     )
+    if run_id:
+        write_scoring_run(plan.results_dir, ScoringRun(run_id, settings.tracking_uri))
     if not_logged:
         logger.warning(
             "shift %s: not logged to MLflow (%s): %s; scores, heatmaps and the report are written. Run the same "
@@ -302,7 +304,6 @@ def _report(
         shift_id,
         scores,
         {Path(p).stem: f"overlays/{Path(p).name}" for p in overlay_paths},
-        FrameStore(settings.store_path).shift_path(shift_id, "heatmaps"),
         {
             "segmenter": refs[0].uri if refs[0] else "none (one-stage)",
             "detector": refs[1].uri,

@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from storage.overlay import CONTOUR_LEVEL, colour_bar_css
 from storage.tables import ScoreStatus
 
 _STYLE = """
@@ -16,9 +17,12 @@ h1{margin-bottom:.2rem} .muted{color:#666}
 .counts{display:flex;gap:1rem;margin:1rem 0}
 .count{border:1px solid #ccc;border-radius:6px;padding:.6rem 1rem;min-width:7rem}
 .count b{display:block;font-size:1.6rem}
-.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(320px,1fr));gap:1rem}
-figure{margin:0;border:1px solid #ddd;border-radius:6px;padding:.5rem}
-figure img{width:100%} figcaption{font-size:.9rem}
+.grid{display:grid;grid-template-columns:1fr;gap:1rem}
+figure{margin:0;border:1px solid #ddd;border-radius:6px;padding:.5rem;max-width:1100px}
+figure img{max-width:100%} figcaption{font-size:.9rem}
+.legend{display:flex;align-items:center;gap:.5rem;font-size:.9rem;margin:.5rem 0}
+.bar{display:inline-block;width:12rem;height:.8rem;border:1px solid #999}
+.contour{display:inline-block;width:1.5rem;border-top:3px solid #0ff}
 table{border-collapse:collapse;margin-top:1rem} td,th{border-bottom:1px solid #eee;padding:.2rem .6rem;text-align:left}
 """
 
@@ -31,17 +35,18 @@ def write_report(
     shift_id: str,
     scores: pd.DataFrame,
     overlays: dict[str, str],
-    heatmap_root: Path,
     context: dict[str, Any],
 ) -> Path:
-    """Write the report: counts, flagged frames with overlays (highest score first), links to heatmaps.
+    """Write the report: counts, and the flagged frames (highest score first) with their overlays.
+
+    Each overlay shows the frame with the scored box, the box's heatmap in the colour map, and the box with the
+    pixel-threshold contour (:mod:`storage.overlay`); the legend above them says how to read them.
 
     Args:
         path: Where to write ``report.html``.
         shift_id: The shift.
         scores: The shift's scores table.
         overlays: image id -> overlay path relative to the report's folder.
-        heatmap_root: ``store.zarr/shifts/<shift>/heatmaps``.
         context: Extra lines for the header (model versions, run id...).
     """
     esc = html.escape
@@ -64,19 +69,19 @@ def write_report(
         *(f"<div class='count' id='count-{esc(k.replace(' ', '-'))}'><b>{v}</b>{esc(k)}</div>" for k, v in counts),
         "</div>",
         f"<h2>Flagged frames ({len(flagged)})</h2>",
+        _legend(shift_id),
     ]
     if flagged.empty:
         parts.append("<p id='no-flagged'>No frame was flagged in this shift.</p>")
     parts.append("<div class='grid' id='flagged'>")
     for row in flagged.itertuples(index=False):
         image_id = esc(row.image_id)
-        heatmap = (heatmap_root / row.image_id).as_uri()
         picture = overlays.get(row.image_id)
         image = f"<img src='{esc(picture)}' alt='overlay of {image_id}'>" if picture else "<p>(no overlay)</p>"
         parts.append(
             f"<figure class='flagged' data-image-id='{image_id}'>{image}<figcaption><b>{image_id}</b> "
-            f"score {row.score:.3f} (raw {row.raw_score:.4f}) · box y{row.y0}:{row.y1} x{row.x0}:{row.x1} · "
-            f"<a href='{esc(heatmap)}'>heatmap (zarr)</a></figcaption></figure>"
+            f"score {row.score:.3f} (raw {row.raw_score:.4f}) · box y{row.y0}:{row.y1} x{row.x0}:{row.x1}"
+            "</figcaption></figure>"
         )
     parts.append("</div>")
     problems = scores[scores["status"] != ScoreStatus.SCORED]
@@ -93,3 +98,14 @@ def write_report(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(parts), encoding="utf-8")
     return path
+
+
+def _legend(shift_id: str) -> str:
+    """How to read the overlays, and where to zoom into a frame and record a verdict."""
+    return (
+        "<div class='legend'>frame with the scored box (yellow) · the box's heatmap: "
+        f"0 <span class='bar' style='background:{colour_bar_css()}'></span> 1 "
+        f"(pixel threshold {CONTOUR_LEVEL}) · the box with the threshold contour <span class='contour'></span></div>"
+        "<p class='muted'>To zoom into a frame and record verdicts: <code>defectflow serve</code>, then open "
+        f"shift {html.escape(shift_id)} (docs/review.md).</p>"
+    )

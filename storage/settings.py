@@ -24,6 +24,10 @@ ENCODER_WEIGHTS_SETTING = "DEFECTFLOW_ENCODER_WEIGHTS"
 WEIGHTS_DIR_SETTING = "DEFECTFLOW_WEIGHTS_DIR"
 TORCH_THREADS_SETTING = "DEFECTFLOW_TORCH_THREADS"
 PROGRESS_SETTING = "DEFECTFLOW_PROGRESS"
+REVIEW_TOKEN_SETTING = "DEFECTFLOW_REVIEW_TOKEN"
+MLFLOW_UI_SETTING = "DEFECTFLOW_MLFLOW_UI"
+DEFAULT_MLFLOW_UI = "http://127.0.0.1:5000"
+MIN_REVIEW_TOKEN_LENGTH = 16
 
 
 class SettingsError(ValueError):
@@ -77,6 +81,10 @@ class Settings:
             air-gapped plants that copy pretrained weights in once.
         dask_dashboard: Dashboard address of the ``LocalCluster`` (``DEFECTFLOW_DASK_DASHBOARD``; ``:0`` picks a
             free port).
+        review_token: The review app's access token (``DEFECTFLOW_REVIEW_TOKEN``): required to serve on any
+            address but loopback, and then asked of every request.
+        mlflow_ui: Where the review app links a shift's MLflow run (``DEFECTFLOW_MLFLOW_UI``; default the tracking
+            server when it is one, else ``mlflow ui``'s own address).
     """
 
     home: Path
@@ -94,6 +102,8 @@ class Settings:
     encoder_weights: str | None = None
     weights_dir: Path | None = None
     dask_dashboard: str = ":0"
+    review_token: str | None = None
+    mlflow_ui: str = DEFAULT_MLFLOW_UI
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -176,7 +186,30 @@ def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
         encoder_weights=os.environ.get(ENCODER_WEIGHTS_SETTING, "").strip() or None,
         weights_dir=Path(weights_dir).expanduser().resolve() if weights_dir else None,
         dask_dashboard=os.environ.get("DEFECTFLOW_DASK_DASHBOARD", "").strip() or ":0",
+        review_token=_review_token(),
+        mlflow_ui=_mlflow_ui(tracking_uri),
     )
+
+
+def _review_token() -> str | None:
+    """``DEFECTFLOW_REVIEW_TOKEN``, refused when too short to guess-proof a plant network."""
+    token = os.environ.get(REVIEW_TOKEN_SETTING, "").strip()
+    if token and len(token) < MIN_REVIEW_TOKEN_LENGTH:
+        raise SettingsError(
+            f"{REVIEW_TOKEN_SETTING} has {len(token)} characters; use at least {MIN_REVIEW_TOKEN_LENGTH}, e.g. "
+            "the output of: python -c 'import secrets; print(secrets.token_urlsafe(24))'"
+        )
+    return token or None
+
+
+def _mlflow_ui(tracking_uri: str) -> str:
+    """The MLflow UI's address: the setting, else a tracking server's own address, else ``mlflow ui``'s default."""
+    configured = os.environ.get(MLFLOW_UI_SETTING, "").strip()
+    if configured:
+        return configured.rstrip("/")
+    if tracking_uri.startswith(("http://", "https://")):
+        return tracking_uri.rstrip("/")
+    return DEFAULT_MLFLOW_UI
 
 
 def worker_torch_threads() -> int | None:

@@ -92,3 +92,12 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, prefect_api: str):
     from tests.pipeline import build_workspace
 
     return build_workspace(tmp_path_factory.mktemp("pipeline"))
+
+
+@pytest.fixture(scope="session")
+def scored(workspace):
+    """The session's shift (``tests.pipeline.SHIFT``) scored once by the real flow: the scoring tests check it, the
+    review app's tests serve it."""
+    from tests.pipeline import SHIFT, score_shift
+
+    return score_shift(workspace, SHIFT, batch_size=3)

@@ -95,6 +95,14 @@ def train_small_detector(home: Path, data: Path, seed: int = 0) -> dict:
     )
 
 
+def score_shift(ws: Workspace, shift: str, own_cluster: bool = False, **kwargs) -> dict:
+    """Score ``shift`` of the workspace with its champions through the real flow; returns the flow's summary."""
+    from flows.scoring import nightly_scoring
+
+    task_runner = runner(ws.home, own_cluster=own_cluster)
+    return nightly_scoring.with_options(task_runner=task_runner)(shift_id=shift, home=str(ws.home), **kwargs)
+
+
 def ingest_copy(
     ws: Workspace, shift: str, frames: int | None = None, extra: dict[str, np.ndarray] | None = None
 ) -> Path:

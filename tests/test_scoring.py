@@ -20,7 +20,6 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.ingest import ingest_shift
-from flows.scoring import nightly_scoring
 from models.packaging import load_model_package, save_model_package
 from models.segmentation.builder import SEGMENTER_KIND, segmenter_builder
 from storage.frame_store import FrameStore
@@ -31,17 +30,9 @@ from synth.frame import render_empty_belt
 from tasks import model_cache
 from tasks.model_cache import ModelRef
 from tasks.score_frames import score_frames
-from tests.pipeline import SHIFT, Workspace, ingest_copy, runner, shared_cluster
+from tests.pipeline import SHIFT, Workspace, ingest_copy, runner, score_shift, shared_cluster
 
-
-def _score(ws: Workspace, shift: str, own_cluster: bool = False, **kwargs) -> dict:
-    task_runner = runner(ws.home, own_cluster=own_cluster)
-    return nightly_scoring.with_options(task_runner=task_runner)(shift_id=shift, home=str(ws.home), **kwargs)
-
-
-@pytest.fixture(scope="module")
-def scored(workspace: Workspace) -> dict:
-    return _score(workspace, SHIFT, batch_size=3)
+_score = score_shift  # the session's ``scored`` fixture (tests/conftest.py) scores ``SHIFT`` once for all modules
 
 
 def test_scores_table_has_one_row_per_frame_with_champion_versions(workspace: Workspace, scored: dict) -> None:
