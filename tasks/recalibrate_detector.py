@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 from prefect import task
 
+from models.detector.calibration import Calibration
 from models.detector.package import read_calibration, save_recalibrated
 from models.detector.recalibration import REVIEWED_METHOD, NotEnoughReviews, recalibrate_on_reviews
-from storage.registry import CHAMPION, DIGEST_TAG, ROLLED_BACK, resolve_model, version_tags
+from storage.registry import CHAMPION, DIGEST_TAG, ROLLED_BACK, ResolvedModel, resolve_model, version_tags
 from storage.reviewed_frames import labelled, latest_reviews
 from storage.settings import Settings, load_settings
 from storage.tables import ScoreStatus
@@ -80,33 +81,51 @@ def _lineage(source_tags: dict[str, str], version: str, sample: ReviewedSample) 
     }
 
 
+@dataclass(frozen=True)
+class Recalibration:
+    """A fitted threshold not yet registered: the champion it comes from, the frames, both calibrations."""
+
+    source: ResolvedModel
+    sample: ReviewedSample
+    previous: Calibration
+    calibration: Calibration
+
+
+def plan_recalibration(settings: Settings, shifts: list[str] | None) -> Recalibration:
+    """Fit the champion's image threshold on the reviewed frames it scored, registering nothing.
+
+    Raises:
+        storage.registry.ModelNotFound: Without a champion detector.
+        NotEnoughReviews: Without a defect and a false alarm among those frames; the message gives every count.
+    """
+    source = resolve_model(settings, f"models:/{DETECTOR_NAME}@{CHAMPION}", DETECTOR_NAME)
+    sample = reviewed_sample(settings, shifts, str(source.version))
+    previous = read_calibration(source.local_dir)
+    details = {"source_version": source.version, "shifts": ",".join(sample.shifts), "skipped": sample.counts()}
+    try:
+        calibration = recalibrate_on_reviews(previous, sample.raw_scores, sample.is_defect, details)
+    except NotEnoughReviews as error:
+        where = ", ".join(shifts) if shifts else "all reviewed shifts"
+        raise NotEnoughReviews(
+            f"cannot recalibrate {source.label}: {error} among the frames it scored ({where}; {sample.counts()}). "
+            "Review more flagged frames (at least one defect and one false alarm), or name other shifts with --shifts"
+        ) from error
+    return Recalibration(source, sample, previous, calibration)
+
+
 @task(name="recalibrate-detector")
 def recalibrate_detector_task(home: str, shifts: list[str] | None = None) -> dict[str, Any]:
     """Fit the champion's image threshold on the reviewed frames it scored; register the result as challenger.
 
     Raises:
-        NotEnoughReviews: Without a defect and a false alarm among those frames; the message gives every count.
+        NotEnoughReviews: Without a defect and a false alarm among those frames (:func:`plan_recalibration`).
     """
     settings = load_settings(home)
-    source = resolve_model(settings, f"models:/{DETECTOR_NAME}@{CHAMPION}", DETECTOR_NAME)
-    sample = reviewed_sample(settings, shifts, str(source.version))
-    previous = read_calibration(source.local_dir)
-    where = ", ".join(shifts) if shifts else "all reviewed shifts"
-    try:
-        calibration = recalibrate_on_reviews(
-            previous,
-            sample.raw_scores,
-            sample.is_defect,
-            {"source_version": source.version, "shifts": ",".join(sample.shifts), "skipped": sample.counts()},
-        )
-    except NotEnoughReviews as error:
-        raise NotEnoughReviews(
-            f"cannot recalibrate {source.label}: {error} among the frames it scored ({where}; {sample.counts()}). "
-            "Review more flagged frames (at least one defect and one false alarm), or name other shifts with --shifts"
-        ) from error
+    plan = plan_recalibration(settings, shifts)
+    source, sample, calibration = plan.source, plan.sample, plan.calibration
     tags = _lineage(version_tags(settings, DETECTOR_NAME, str(source.version)), str(source.version), sample)
     with tracked_run(settings, EXPERIMENT_TRAINING, run_name=f"recalibrate-detector-v{source.version}") as run:
-        log_params({"model": DETECTOR_NAME, "source_version": source.version, "shifts": where})
+        log_params({"model": DETECTOR_NAME, "source_version": source.version, "shifts": ",".join(sample.shifts)})
         log_params(calibration_params(calibration))
         log_metrics({k: calibration.details[k] for k in ("image_f1", "image_precision", "image_recall")})
         with tempfile.TemporaryDirectory() as scratch:
@@ -118,7 +137,7 @@ def recalibrate_detector_task(home: str, shifts: list[str] | None = None) -> dic
         "source_version": source.version,
         "run_id": run.info.run_id,
         "threshold": calibration.image_threshold,
-        "previous_threshold": previous.image_threshold,
+        "previous_threshold": plan.previous.image_threshold,
         "image_f1": calibration.details["image_f1"],
         "defect": int(sample.is_defect.sum()),
         "false_alarm": int((~sample.is_defect).sum()),

@@ -16,8 +16,11 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
+from flows.promotion import REVIEWED_METRIC, gate_rule, reviewed_evaluation
 from flows.scoring import nightly_scoring
+from models.detector.calibration import Calibration
 from models.detector.package import read_calibration
+from models.detector.recalibration import NotEnoughReviews, recalibrate_on_reviews
 from models.metrics.anomaly import f1_max
 from storage.registry import CHALLENGER, CHAMPION, DIGEST_TAG, PREVIOUS, alias_version, resolve_model, version_tags
 from storage.settings import load_settings
@@ -152,3 +155,28 @@ def test_recalibrated_challenger_has_the_champions_weights_and_goes_through_prom
     rolled_back = _cli("rollback", "--model", "detector", "--home", str(home))
     assert rolled_back.exit_code == 0, rolled_back.output
     assert alias_version(settings, "detector", CHAMPION) == champion
+
+
+def test_the_f1_fit_moves_only_the_image_threshold_and_needs_both_classes() -> None:
+    before = Calibration(1.0, 0.8, 0.5, 2.0, 0.0, 3.0, "normal-quantile")
+    scores, defect = np.array([0.4, 1.2, 1.5, 2.5]), np.array([False, False, True, True])
+    after = recalibrate_on_reviews(before, scores, defect, {"shifts": "night-1"})
+    assert after.image_threshold == f1_max(defect, scores).threshold == 1.5
+    assert (after.pixel_threshold, after.pixel_min, after.pixel_max) == (0.8, 0.0, 3.0)
+    assert (after.image_min, after.image_max) == (0.4, 2.5)  # no reviewed score is clipped by the normalisation
+    assert after.method == "f1-reviewed" and after.details["previous_threshold"] == 1.0
+    assert after.details["shifts"] == "night-1" and after.details["n_defect"] == 2
+    with pytest.raises(NotEnoughReviews, match="found 2 defect and 0 false alarm"):
+        recalibrate_on_reviews(before, scores[2:], defect[2:])
+
+
+def test_with_too_few_reviewed_frames_promotion_uses_the_fixed_set_only(tmp_path: Path) -> None:
+    settings = load_settings(tmp_path / "home").ensure()
+    VerdictStore(settings.verdicts_path).record("night-1", "a.png", "defect", "ana")
+    VerdictStore(settings.verdicts_path).record("night-1", "b.png", "unsure", "ana")
+    reviewed = reviewed_evaluation(settings, ["1", "2"])
+    assert reviewed["image_auroc"] == {} and (reviewed["defect"], reviewed["false_alarm"]) == (1, 0)
+    assert "too few reviewed frames (1 defect, 0 false alarm" in reviewed["note"]
+    assert "judged on the fixed set only" in reviewed["note"]
+    assert REVIEWED_METRIC not in gate_rule(settings, "detector").guards
+    assert REVIEWED_METRIC in gate_rule(settings, "detector", reviewed=True).guards

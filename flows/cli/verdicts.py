@@ -61,9 +61,12 @@ def recalibrate(
     verbose: VerboseOption = False,
 ) -> None:
     """Fit the champion detector's image threshold by F1 on reviewed frames; registers it as detector@challenger."""
+    from flows.recalibration import check_recalibration
     from flows.recalibration import recalibrate as recalibrate_flow
+    from storage.settings import load_settings
 
     _configure_logging(verbose)
+    guarded(lambda: check_recalibration(model, load_settings(home).ensure(), shifts))  # one line, not a failed run
     result = guarded(
         lambda: run_local_flow(recalibrate_flow, model=model, shifts=shifts, home=str(home) if home else None)
     )
