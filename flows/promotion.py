@@ -7,6 +7,7 @@ refused, is an MLflow run in experiment ``promotion`` with both metric sets, the
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -106,32 +107,44 @@ def reviewed_evaluation(settings: Settings, versions: list[str]) -> dict[str, An
     if not scored["image_auroc"]:
         return summary | {"note": f"too few reviewed frames could be scored ({skipped}): {fixed_only}"}
     counts = f"{scored['defect']} defect, {scored['false_alarm']} false alarm"
-    return summary | {"note": f"reviewed set: {counts} frames ({skipped}); {REVIEWED_METRIC} is a guard"}
+    return summary | {
+        "note": f"reviewed set: {counts} frames ({skipped}); {REVIEWED_METRIC} is a guard against the champion's"
+    }
 
 
-def _judge(
-    settings: Settings, model: str, challenger: str, champion: str | None, data: Path
-) -> tuple[Decision, GateRule, dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
-    """Evaluate both versions and decide: the decision, the rule applied, both metric sets and the reviewed set."""
+@dataclass
+class _Judgement:
+    """What the gate saw and said: the decision, the rule applied, both metric sets and the reviewed set."""
+
+    decision: Decision
+    rule: GateRule
+    challenger: dict[str, Any]
+    champion: dict[str, Any] | None
+    reviewed: dict[str, Any] | None = None
+
+
+def _judge(settings: Settings, model: str, challenger: str, champion: str | None, data: Path) -> _Judgement:
+    """Evaluate both versions (the detector on the reviewed frames too) and decide."""
     challenger_metrics = _evaluate(settings, model, challenger, data)
     rule = gate_rule(settings, model)
     if champion == challenger:
         already = Decision(False, f"version {challenger} is already the champion")
-        return already, rule, challenger_metrics, challenger_metrics, None
+        return _Judgement(already, rule, challenger_metrics, challenger_metrics)
     champion_metrics = _evaluate(settings, model, champion, data) if champion else None
     if version_tags(settings, model, challenger).get(ROLLED_BACK) == "true":
         reason = (
             f"version {challenger} was rolled back from champion; it is not promoted again. Train or retrain a new "
             f"challenger ('defectflow train {model}' or 'defectflow retrain')"
         )
-        return Decision(False, reason), rule, challenger_metrics, champion_metrics, None
+        return _Judgement(Decision(False, reason), rule, challenger_metrics, champion_metrics)
     reviewed = reviewed_evaluation(settings, [v for v in (challenger, champion) if v]) if model == "detector" else None
     if reviewed and reviewed["image_auroc"]:
         rule = gate_rule(settings, model, reviewed=True)
         challenger_metrics[REVIEWED_METRIC] = reviewed["image_auroc"][challenger]
         if champion_metrics is not None:
             champion_metrics[REVIEWED_METRIC] = reviewed["image_auroc"][champion]
-    return decide(rule, challenger_metrics, champion_metrics), rule, challenger_metrics, champion_metrics, reviewed
+    decision = decide(rule, challenger_metrics, champion_metrics)
+    return _Judgement(decision, rule, challenger_metrics, champion_metrics, reviewed)
 
 
 @flow(name="promote", log_prints=True)
@@ -149,7 +162,9 @@ def promote(model: str = "detector", home: str | None = None, eval_data: str | N
         raise ModelNotFound(f"no {model}@{CHALLENGER} to promote; train one with 'defectflow train {model} --data DIR'")
     champion = alias_version(settings, model, CHAMPION)
     data = evaluation_set(settings, model, eval_data)
-    decision, rule, challenger_metrics, champion_metrics, reviewed = _judge(settings, model, challenger, champion, data)
+    judged = _judge(settings, model, challenger, champion, data)
+    decision, rule, reviewed = judged.decision, judged.rule, judged.reviewed
+    challenger_metrics, champion_metrics = judged.challenger, judged.champion
     keys = (rule.primary, *rule.guards)
     with tracked_run(settings, EXPERIMENT_PROMOTION, run_name=f"promote-{model}-v{challenger}") as run:
         log_params(

@@ -17,31 +17,35 @@ from storage.settings import Settings, load_settings
 from tasks.recalibrate_detector import plan_recalibration, recalibrate_detector_task
 
 
-def check_recalibration(model: str, settings: Settings, shifts: list[str] | None) -> list[str] | None:
-    """What the flow needs before it starts: the detector, known shifts, a champion, enough verdicts.
-
-    The command line calls it first, so a user's mistake ends as one line instead of a failed flow run; returns the
-    shifts (``None``: every reviewed shift).
+def chosen_shifts(model: str, settings: Settings, shifts: list[str] | None) -> list[str] | None:
+    """The shifts to recalibrate on (``None``: every reviewed shift), once the model and the shifts are checked.
 
     Raises:
         DataError: A model other than the detector (the segmenter has no threshold to fit).
         storage.reviewed_frames.UnknownShift: A shift the workspace does not know.
-        storage.registry.ModelNotFound: Without a champion detector.
-        models.detector.recalibration.NotEnoughReviews: Without a defect and a false alarm to fit on.
     """
     if model != "detector":
         raise DataError(f"only the detector has a threshold to recalibrate, not {model!r}; use --model detector")
-    chosen = [require_shift(settings, shift) for shift in shifts] if shifts else None
-    plan_recalibration(settings, chosen)
-    return chosen
+    return [require_shift(settings, shift) for shift in shifts] if shifts else None
+
+
+def check_recalibration(model: str, settings: Settings, shifts: list[str] | None) -> None:
+    """Everything the flow needs before it starts: the command line calls it first, so that a user's mistake (a
+    wrong shift, no champion, too few verdicts) ends as one line instead of a failed flow run.
+
+    Raises:
+        storage.registry.ModelNotFound: Without a champion detector.
+        models.detector.recalibration.NotEnoughReviews: Without a defect and a false alarm to fit on.
+    """
+    plan_recalibration(settings, chosen_shifts(model, settings, shifts))
 
 
 @flow(name="recalibrate", log_prints=True)
 def recalibrate(model: str = "detector", shifts: list[str] | None = None, home: str | None = None) -> dict[str, Any]:
     """Fit ``model``'s image threshold by F1 on the reviewed frames of ``shifts`` (default: every reviewed shift)
-    and register it as ``detector@challenger`` (checks: :func:`check_recalibration`)."""
+    and register it as ``detector@challenger``."""
     settings = load_settings(home).ensure()
-    chosen = check_recalibration(model, settings, shifts)
+    chosen = chosen_shifts(model, settings, shifts)
     result = recalibrate_detector_task(str(settings.home), chosen)
     get_run_logger().info(
         "detector v%s registered as challenger: threshold %.6g (was %.6g) from %d defect and %d false alarm verdicts",

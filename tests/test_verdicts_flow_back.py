@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from flows.cli import app
@@ -151,6 +152,12 @@ def test_recalibrated_challenger_has_the_champions_weights_and_goes_through_prom
     assert "reviewed set: 2 defect, 2 false alarm" in promoted.output, promoted.output
     assert alias_version(settings, "detector", CHAMPION) == version
     assert alias_version(settings, "detector", PREVIOUS) == champion
+    client = MlflowClient(settings.tracking_uri)
+    experiment = client.get_experiment_by_name("promotion").experiment_id
+    run = client.search_runs([experiment], f"attributes.run_name = 'promote-detector-v{version}'")[0]
+    assert {"challenger_reviewed_image_auroc", "champion_reviewed_image_auroc"} <= set(run.data.metrics)
+    assert "reviewed_image_auroc" in run.data.params["guard_metrics"]
+    assert run.data.params["reviewed_defect"] == "2" and run.data.tags["reviewed_set"].startswith("reviewed set")
 
     rolled_back = _cli("rollback", "--model", "detector", "--home", str(home))
     assert rolled_back.exit_code == 0, rolled_back.output
