@@ -33,10 +33,15 @@ def export_verdicts(
     home: HomeOption = None,
 ) -> None:
     """Every verdict recorded on a shift (its whole history, oldest first) with each frame's score and decision."""
-    from storage.reviewed_frames import verdict_history
-    from storage.settings import load_settings
+    from storage.ids import InvalidShiftId
+    from storage.reviewed_frames import UnknownShift, verdict_history
+    from storage.settings import SettingsError, load_settings
 
-    table = guarded(lambda: verdict_history(load_settings(home), shift))
+    # Not through base.guarded, whose imports (the scoring flow) would make a table read start in seconds
+    try:
+        table = verdict_history(load_settings(home), shift)
+    except (InvalidShiftId, UnknownShift, SettingsError) as error:
+        raise fail(str(error)) from error
     if out is None:
         typer.echo(table.to_csv(index=False), nl=False)
         return
