@@ -1,15 +1,18 @@
 """Flow ``retrain``: a new detector (and segmenter) from recent shifts' confidently normal frames.
 
-Only frames that scored normal with a margin below the decision (never flagged, failed or quarantined ones) are
-used, cropped with the champion segmenter, optionally with a curated folder of good parts. The result is
-evaluated on the fixed evaluation set and registered as ``challenger`` with lineage tags; promotion is a separate,
-gated step (flow ``promote``).
+Frames that scored normal with a margin below the decision (never flagged, failed or quarantined ones) are used,
+corrected by the operators' verdicts: a frame whose latest verdict is ``defect`` is never trained on, a scored
+frame reviewed ``false_alarm`` is trained on as normal however high it scored (:func:`training_frames`). They are
+cropped with the champion segmenter, optionally with a curated folder of good parts. The result is evaluated on
+the fixed evaluation set and registered as ``challenger`` with lineage tags; promotion is a separate, gated step
+(flow ``promote``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import shutil
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,7 @@ from models.imaging import IMAGE_SUFFIXES
 from models.segmentation.recipes import DEFAULT_BACKBONE as SEGMENTER_BACKBONE
 from models.weight_sources import PRETRAINED
 from storage.ids import validate_shift_id
+from storage.reviewed_frames import labelled, latest_reviews
 from storage.settings import Settings, load_settings
 from storage.tables import SCORES_FILE, ScoreStatus, read_scores
 from tasks.extract_crops import extract_crops
@@ -67,22 +71,49 @@ def confidently_normal(scores: pd.DataFrame, margin: float = NORMAL_MARGIN) -> l
     return sorted(scores.loc[keep, "image_id"])
 
 
+@dataclass(frozen=True)
+class TrainingFrames:
+    """The frames of one shift to train on, and what the verdicts changed against the score rule alone.
+
+    Attributes:
+        image_ids: Frames to train on, sorted.
+        excluded_defect: Confidently normal frames left out because their latest verdict is ``defect``.
+        added_false_alarm: Frames reviewed ``false_alarm`` that the score rule alone would not have used.
+    """
+
+    image_ids: list[str]
+    excluded_defect: int = 0
+    added_false_alarm: int = 0
+
+
+def training_frames(scores: pd.DataFrame, reviews: pd.DataFrame) -> TrainingFrames:
+    """The score rule (:func:`confidently_normal`) corrected by the latest verdicts (``reviews``, one shift's
+    :func:`storage.reviewed_frames.latest_reviews`): never a ``defect``, every scored ``false_alarm``."""
+    normal = set(confidently_normal(scores))
+    scored = set(scores.loc[scores["status"] == ScoreStatus.SCORED, "image_id"])
+    rows = labelled(reviews)
+    defect = set(rows.loc[rows["label"], "image_id"])
+    false_alarm = set(rows.loc[~rows["label"], "image_id"]) & scored
+    return TrainingFrames(sorted((normal | false_alarm) - defect), len(normal & defect), len(false_alarm - normal))
+
+
 def _crops_of_recent_shifts(
     settings: Settings, chosen: list[str], seg_ref: ModelRef, good: Path, batch_size: int
-) -> tuple[list[str], list[str]]:
-    """Crop the confidently normal frames of ``chosen`` into ``good`` on Dask; returns the names and the shifts
-    that gave any."""
-    futures, used_shifts = [], []
+) -> tuple[list[str], list[str], dict[str, str]]:
+    """Crop the training frames of ``chosen`` into ``good`` on Dask; returns the names, the shifts that gave any,
+    and the verdicts' lineage tags."""
+    futures, used_shifts, excluded, added = [], [], 0, 0
     for shift_id in chosen:
-        ids = confidently_normal(read_scores(settings.results_dir(shift_id)))
-        if ids:
+        frames = training_frames(read_scores(settings.results_dir(shift_id)), latest_reviews(settings, [shift_id]))
+        excluded, added = excluded + frames.excluded_defect, added + frames.added_false_alarm
+        if frames.image_ids:
             used_shifts.append(shift_id)
-        for chunk in batches(ids, batch_size):
+        for chunk in batches(frames.image_ids, batch_size):
             futures.append(extract_crops.submit(str(settings.store_path), shift_id, chunk, seg_ref, str(good)))
     names: list[str] = []
     for future in futures:
         names.extend(future.result())
-    return names, used_shifts
+    return names, used_shifts, {"verdicts/excluded_defect": str(excluded), "verdicts/added_false_alarm": str(added)}
 
 
 def _copy_curated(curated: Path, good: Path) -> list[str]:
@@ -151,7 +182,7 @@ def retrain(
     good = dataset / "train" / "good"
     good.mkdir(parents=True, exist_ok=True)
     seg_ref = pin_model(settings, segmenter, "segmenter")
-    names, used_shifts = _crops_of_recent_shifts(settings, chosen, seg_ref, good, batch_size)
+    names, used_shifts, verdict_tags = _crops_of_recent_shifts(settings, chosen, seg_ref, good, batch_size)
     if good_dir:
         names.extend(_copy_curated(Path(good_dir).expanduser(), good))
     if len(names) < 8:
@@ -168,6 +199,7 @@ def retrain(
         "curated_dir": str(good_dir) if good_dir else "none",
         "segmenter_for_crops": seg_ref.uri,
         "dataset_dir": str(dataset),
+        **verdict_tags,
     }
     (dataset / "training_list.txt").write_text("\n".join(sorted(names)) + "\n")
     result: dict[str, Any] = {"lineage": lineage}

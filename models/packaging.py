@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +73,11 @@ def save_model_package(
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
     torch.save(state, directory / WEIGHTS_FILE)
+    return _describe(directory, kind, config, extra)
+
+
+def _describe(directory: Path, kind: str, config: dict[str, Any], extra: dict[str, Any] | None) -> Path:
+    """Write the description of the weights file already in ``directory``, with that file's digest."""
     description = {
         "kind": kind,
         "format_version": FORMAT_VERSION,
@@ -81,6 +87,25 @@ def save_model_package(
     }
     (directory / DESCRIPTION_FILE).write_text(json.dumps(description, indent=2, sort_keys=True))
     return directory
+
+
+def repackage(source: str | Path, target: str | Path, extra: dict[str, Any]) -> Path:
+    """Copy the model in ``source`` to ``target`` with a new ``extra`` and the very same weights file.
+
+    The weights are copied byte for byte, not re-saved, so both directories carry one SHA-256 for ``weights.pt``:
+    a recalibrated model can be shown to be the same network as the one it came from.
+
+    Raises:
+        DamagedWeights: ``source``'s weights differ from its recorded digest (a damaged model is not copied on).
+    """
+    package = read_model_package(source)
+    problem = weights_problem(source)
+    if problem:
+        raise DamagedWeights(f"{source}: {problem}; nothing was copied")
+    target = Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(Path(source) / WEIGHTS_FILE, target / WEIGHTS_FILE)
+    return _describe(target, package.kind, package.config, extra)
 
 
 def read_model_package(directory: str | Path) -> ModelPackage:

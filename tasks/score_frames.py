@@ -31,7 +31,7 @@ def _record(image_id: str, status: ScoreStatus, reason: str, refs: tuple[ModelRe
     return ScoreRecord(image_id, status, reason, segmenter.version if segmenter else None, detector.version).row()
 
 
-def _regions(
+def component_regions(
     frames: dict[str, np.ndarray], segmenter: ModelRef | None, device: torch.device
 ) -> dict[str, tuple[Box | None, str]]:
     """Scored region per frame: the segmented component (two-stage) or the whole frame (one-stage)."""
@@ -81,7 +81,7 @@ def score_frames(
                 image_id, ScoreStatus.FAILED, f"cannot read frame: {type(error).__name__}: {error}", refs
             )
 
-    regions = _regions(frames, segmenter, device) if frames else {}
+    regions = component_regions(frames, segmenter, device) if frames else {}
     crops: list[np.ndarray] = []
     cropped: list[tuple[str, Box]] = []
     for image_id, (box, reason) in regions.items():

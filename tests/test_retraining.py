@@ -1,4 +1,5 @@
-"""The retrain flow on the session workspace: training set from confidently normal frames, lineage in the registry."""
+"""The retrain flow on the session workspace: training set from confidently normal frames corrected by operator
+verdicts, lineage in the registry."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from flows.retraining import confidently_normal, retrain, select_shifts
 from flows.scoring import nightly_scoring
 from flows.training import DataError
 from storage.registry import CHALLENGER, alias_version, version_tags
-from storage.settings import load_settings
+from storage.settings import Settings, load_settings
 from storage.tables import SCORE_COLUMNS, read_scores, write_scores
+from storage.verdicts import VerdictStore
 from tests.pipeline import Workspace, ingest_copy, runner
 
 SHIFT_FOR_RETRAIN = "retrain-source"
@@ -38,9 +40,30 @@ def _scored_copy(workspace: Workspace, shift: str, frames: int | None = None) ->
     nightly_scoring.with_options(task_runner=runner(workspace.home))(shift_id=shift, home=str(workspace.home))
 
 
+def _review(settings: Settings, scores: pd.DataFrame) -> tuple[str, str]:
+    """A missed defect (a confidently normal frame reviewed ``defect``) and a false alarm (a flagged frame reviewed
+    ``false_alarm``), in the workspace's verdict log; returns their image ids.
+
+    The small detector flags few or none of these frames, so the false alarm's row is marked flagged first, as a
+    stricter detector would have scored it; the table is rewritten the way scoring writes it.
+    """
+    scored = sorted(scores.loc[scores["status"] == "scored", "image_id"])
+    defect, false_alarm = scored[0], scored[-1]
+    rows = scores.set_index("image_id")
+    rows.loc[defect, ["score", "is_anomalous"]] = [0.1, False]
+    rows.loc[false_alarm, ["score", "is_anomalous"]] = [0.9, True]
+    write_scores(settings.results_dir(SHIFT_FOR_RETRAIN), rows.reset_index())
+    verdicts = VerdictStore(settings.verdicts_path)
+    verdicts.record(SHIFT_FOR_RETRAIN, defect, "false_alarm", "ana")  # superseded: the latest verdict counts
+    verdicts.record(SHIFT_FOR_RETRAIN, defect, "defect", "ben", defect_type="scratch")
+    verdicts.record(SHIFT_FOR_RETRAIN, false_alarm, "false alarm", "ana")
+    return defect, false_alarm
+
+
 def test_retrain_trains_on_confidently_normal_frames_and_records_lineage(workspace: Workspace, tmp_path: Path) -> None:
     settings = load_settings(workspace.home)
     _scored_copy(workspace, SHIFT_FOR_RETRAIN)
+    defect, false_alarm = _review(settings, read_scores(settings.results_dir(SHIFT_FOR_RETRAIN)))
     scores = read_scores(settings.results_dir(SHIFT_FOR_RETRAIN))
     curated = workspace.mvtec / "train" / "good"
     result = _retrain(workspace, shifts=[SHIFT_FOR_RETRAIN], good_dir=str(curated))
@@ -49,9 +72,12 @@ def test_retrain_trains_on_confidently_normal_frames_and_records_lineage(workspa
     names = Path(lineage["dataset_dir"], "training_list.txt").read_text().split()
     prefix = f"{SHIFT_FOR_RETRAIN}__"
     from_shift = {name.split("__", 1)[1].removesuffix(".png") for name in names if name.startswith(prefix)}
-    assert from_shift == set(confidently_normal(scores))
+    assert defect in confidently_normal(scores) and defect not in from_shift, "a frame reviewed 'defect' was trained on"
+    assert false_alarm in from_shift, "a frame reviewed 'false_alarm' was not added to the training set"
+    assert from_shift == (set(confidently_normal(scores)) - {defect}) | {false_alarm}
     not_normal = scores.loc[(scores["status"] != "scored") | scores["is_anomalous"].astype(bool), "image_id"]
-    assert not from_shift & set(not_normal), "a flagged or failed frame went into the training set"
+    assert not from_shift & (set(not_normal) - {false_alarm}), "a flagged or failed frame went into the training set"
+    assert lineage["verdicts/excluded_defect"] == "1" and lineage["verdicts/added_false_alarm"] == "1"
     assert sum(name.startswith("curated__") for name in names) == len(list(curated.glob("*.png")))
     assert int(lineage["frame_count"]) == len(names) == len(list(Path(lineage["dataset_dir"], "train/good").iterdir()))
 
@@ -60,7 +86,8 @@ def test_retrain_trains_on_confidently_normal_frames_and_records_lineage(workspa
     tags = version_tags(settings, "detector", version)
     assert tags["training_list_sha256"] == lineage["training_list_sha256"]
     assert tags["frame_count"] == lineage["frame_count"]
-    assert tags["shifts"] == (SHIFT_FOR_RETRAIN if from_shift else "none")
+    assert tags["shifts"] == SHIFT_FOR_RETRAIN
+    assert tags["verdicts/excluded_defect"] == "1" and tags["verdicts/added_false_alarm"] == "1"
     assert tags["git_commit"]
 
 

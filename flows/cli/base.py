@@ -181,10 +181,12 @@ def print_table(title: str, rows: list[tuple[str, Any]]) -> None:
 def _known_errors() -> tuple[type[Exception], ...]:
     from flows.scoring import NothingToScore
     from flows.training import DataError
+    from models.detector.recalibration import NotEnoughReviews
     from models.divergence_guard import TrainingDivergedError
     from models.weight_sources import WeightsUnavailableError
     from storage.ids import InvalidShiftId
     from storage.registry import DamagedModel, ModelNotFound, RegistryUnavailable
+    from storage.reviewed_frames import UnknownShift
     from storage.settings import SettingsError
 
     return (
@@ -198,6 +200,8 @@ def _known_errors() -> tuple[type[Exception], ...]:
         FileNotFoundError,
         WeightsUnavailableError,
         TrainingDivergedError,
+        UnknownShift,
+        NotEnoughReviews,
     )
 
 

@@ -109,7 +109,11 @@ def promote(
     home: HomeOption = None,
     verbose: VerboseOption = False,
 ) -> None:
-    """Promote <model>@challenger to champion if it beats the champion on the fixed evaluation set."""
+    """Promote <model>@challenger to champion if it beats the champion on the fixed evaluation set.
+
+    A detector is also judged on the reviewed frames (image AUROC, defect against false alarm) when there is at least
+    one of each.
+    """
     from flows.promotion import promote as promote_flow
 
     _configure_logging(verbose)
@@ -120,7 +124,11 @@ def promote(
     )
     verdict = "[green]promoted[/]" if result["promoted"] else "[red]refused[/]"
     console.print(f"{model} v{result['challenger_version']}: {verdict}: {escape(result['reason'])}", soft_wrap=True)
-    table = Table(title="evaluation on the fixed set", title_justify="left")
+    reviewed = result.get("reviewed")
+    if reviewed:
+        console.print(escape(reviewed["note"]), soft_wrap=True)
+    title = "evaluation on the fixed set" + (" and the reviewed frames" if reviewed and reviewed["image_auroc"] else "")
+    table = Table(title=title, title_justify="left")
     table.add_column("metric")
     table.add_column(f"challenger v{result['challenger_version']}")
     table.add_column("champion")

@@ -8,7 +8,7 @@ from typing import Any
 from models.detector.builder import DETECTOR_KIND, detector_builder
 from models.detector.calibration import Calibration
 from models.detector.network import ReverseDistillation
-from models.packaging import ModelPackage, load_model_package, save_model_package
+from models.packaging import ModelPackage, load_model_package, read_model_package, repackage, save_model_package
 
 
 def save_detector(
@@ -47,3 +47,23 @@ def load_detector(directory: str | Path) -> tuple[ReverseDistillation, Calibrati
 def load_package(directory: str | Path) -> tuple[ReverseDistillation, Calibration | None, ModelPackage]:
     """:func:`load_detector` under the name :mod:`models.model_kinds` calls for every kind."""
     return load_detector(directory)
+
+
+def read_calibration(directory: str | Path) -> Calibration:
+    """The calibration of a saved detector, read without loading its weights.
+
+    Raises:
+        ValueError: The package holds no calibration.
+    """
+    raw = read_model_package(directory).extra.get("calibration")
+    if raw is None:
+        raise ValueError(
+            f"{directory} holds a detector without calibration; retrain it with 'defectflow train detector'"
+        )
+    return Calibration.from_dict(raw)
+
+
+def save_recalibrated(source: str | Path, target: str | Path, calibration: Calibration) -> Path:
+    """Copy the detector in ``source`` to ``target`` with ``calibration``: same weights file, same digest."""
+    extra = read_model_package(source).extra | {"calibration": calibration.to_dict()}
+    return repackage(source, target, extra)
