@@ -20,6 +20,7 @@ from prefect import flow, get_run_logger
 from flows.batching import batches
 from flows.progress import track_batches
 from flows.runtime import default_task_runner
+from models.errors import DefectflowError, TryAgainLater
 from storage.ids import validate_shift_id
 from storage.registry import resolve_model, version_weights
 from storage.report import REPORT_FILE, write_report
@@ -47,11 +48,11 @@ DEFAULT_SEGMENTER = "models:/segmenter@champion"
 DEFAULT_DETECTOR = "models:/detector@champion"
 
 
-class NothingToScore(ValueError):
+class NothingToScore(DefectflowError, ValueError):
     """No ingested shift, or a shift without frames; the message says which command fixes it."""
 
 
-class SchedulerLost(RuntimeError):
+class SchedulerLost(TryAgainLater, RuntimeError):
     """The Dask scheduler went away during a run; finished batches are kept and the message says what to do."""
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from prefect import flow
 
 from models.detector.recipes import RECOMMENDED_BACKBONE
+from models.errors import DefectflowError
 from models.segmentation.recipes import DEFAULT_BACKBONE as SEGMENTER_BACKBONE
 from models.weight_sources import PRETRAINED
 from storage.settings import load_settings
@@ -18,7 +19,7 @@ from tasks.train_detector import train_detector_task
 from tasks.train_segmenter import train_segmenter_task
 
 
-class DataError(ValueError):
+class DataError(DefectflowError, ValueError):
     """A training or evaluation folder that is missing or laid out wrongly."""
 
 

@@ -18,6 +18,7 @@ from flows.batching import batches
 from flows.progress import track_batches
 from flows.runtime import default_task_runner
 from flows.scoring import consolidate
+from models.errors import DefectflowError
 from storage.frame_store import FrameStore
 from storage.ids import validate_shift_id
 from storage.settings import load_settings
@@ -26,7 +27,7 @@ from storage.tables import FINISHED, STORED, FrameStatus, ScoreStatus, read_mani
 from tasks.verify_arrays import verify_arrays
 
 
-class NothingToVerify(ValueError):
+class NothingToVerify(DefectflowError, ValueError):
     """The shift has no manifest in this workspace; the message says which command fixes it."""
 
 

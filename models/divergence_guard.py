@@ -16,10 +16,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from models.errors import DefectflowError
+
 logger = logging.getLogger(__name__)
 
 
-class TrainingDivergedError(RuntimeError):
+class TrainingDivergedError(DefectflowError, RuntimeError):
     """Training produced non-finite values and no finite weights exist to fall back to."""
 
 

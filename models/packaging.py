@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from models.errors import DefectflowError
+
 FORMAT_VERSION = 1
 DESCRIPTION_FILE = "defectflow_model.json"
 WEIGHTS_FILE = "weights.pt"
@@ -28,7 +30,7 @@ WEIGHTS_DIGEST = "weights_sha256"
 Builder = Callable[[dict[str, Any]], nn.Module]
 
 
-class DamagedWeights(ValueError):
+class DamagedWeights(DefectflowError, ValueError):
     """A model directory whose weights file is not the one saved with it; the message says what differs."""
 
 

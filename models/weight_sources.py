@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from models.errors import DefectflowError
+
 #: Random initialisation: no pretrained features (said in the logs and the MLflow params).
 RANDOM_INIT = "none"
 #: timm's own pretrained weights, from its cache or its hub.
@@ -33,7 +35,7 @@ PRETRAINED = "pretrained"
 HUB_PROBE_TIMEOUT_S = 3.0
 
 
-class WeightsUnavailableError(RuntimeError):
+class WeightsUnavailableError(DefectflowError, RuntimeError):
     """No source can deliver pretrained weights for a backbone; the message lists the ways out."""
 
 

@@ -11,6 +11,8 @@ import hashlib
 import os
 from pathlib import Path
 
+from models.errors import DefectflowError
+
 
 class FrameRejected(Exception):
     """A listed file that cannot be read as it was hashed; ``str(error)`` is the reason written to the manifest."""
@@ -76,7 +78,7 @@ def read_source(path: Path, expected_sha256: str | None) -> bytes:
     return data
 
 
-class SourceError(ValueError):
+class SourceError(DefectflowError, ValueError):
     """The folder to ingest is missing, not a folder, or holds no files."""
 
 

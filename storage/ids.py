@@ -9,13 +9,15 @@ import hashlib
 import re
 from pathlib import PurePosixPath
 
+from models.errors import DefectflowError
+
 SHIFT_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _SAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 _MAX_CLEAN_LENGTH = 200
 _FOLDED_MARK = "---"  # never inside a clean id: see image_id_for
 
 
-class InvalidShiftId(ValueError):
+class InvalidShiftId(DefectflowError, ValueError):
     """A shift id outside ``[A-Za-z0-9._-]{1,64}``."""
 
 

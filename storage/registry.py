@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from models.errors import DefectflowError
 from storage.frame_files import sha256_of
 from storage.settings import Settings
 from storage.tracking import client
@@ -33,11 +34,11 @@ DIGEST_TAG = "sha256/"  # + file name: that file's SHA-256 when the version was 
 _URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 
 
-class ModelNotFound(LookupError):
+class ModelNotFound(DefectflowError, LookupError):
     """A model URI that names nothing in the registry; the message says which command creates it."""
 
 
-class RegistryUnavailable(RuntimeError):
+class RegistryUnavailable(DefectflowError, RuntimeError):
     """The MLflow registry could not be read (store locked, server down, damaged database): not "no model"."""
 
 
@@ -45,7 +46,7 @@ class RegistryUnavailable(RuntimeError):
 _ABSENT = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
 
 
-class DamagedModel(ValueError):
+class DamagedModel(DefectflowError, ValueError):
     """A registered version whose files differ from the digests recorded at registration; the message names the
     version and the ways out."""
 

@@ -12,6 +12,7 @@ from dataclasses import asdict
 
 import pandas as pd
 
+from models.errors import DefectflowError
 from storage.ids import validate_shift_id
 from storage.settings import Settings
 from storage.tables import MANIFEST_FILE, SCORES_FILE, read_scores
@@ -23,7 +24,7 @@ SCORE_FIELDS = ["score", "is_anomalous", "raw_score", "threshold", "score_status
 LABELS = {Verdict.DEFECT.value: True, Verdict.FALSE_ALARM.value: False}
 
 
-class UnknownShift(LookupError):
+class UnknownShift(DefectflowError, LookupError):
     """A shift id the workspace has neither ingested nor scored; the message says how to find the right one."""
 
 

@@ -17,6 +17,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from models.errors import DefectflowError
+
 DEFAULT_HOME = "defectflow-home"
 DEFAULT_MAX_PIXELS = 200_000_000
 TEACHER_WEIGHTS_SETTING = "DEFECTFLOW_TEACHER_WEIGHTS"
@@ -30,7 +32,7 @@ DEFAULT_MLFLOW_UI = "http://127.0.0.1:5000"
 MIN_REVIEW_TOKEN_LENGTH = 16
 
 
-class SettingsError(ValueError):
+class SettingsError(DefectflowError, ValueError):
     """A setting has a value defectflow cannot use; the message says which and how to fix it."""
 
 

@@ -15,8 +15,10 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
+from models.errors import TryAgainLater
 
-class ShiftBusy(RuntimeError):
+
+class ShiftBusy(TryAgainLater, RuntimeError):
     """Another command holds the shift; the message names it and says what to do."""
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from models.errors import DefectflowError
 from storage.ids import validate_shift_id
 
 VERDICTS_FILE = "verdicts.sqlite"
@@ -35,7 +36,7 @@ class Verdict(StrEnum):
     UNSURE = "unsure"  # looked at, no decision: counts as reviewed, used nowhere else
 
 
-class InvalidVerdict(ValueError):
+class InvalidVerdict(DefectflowError, ValueError):
     """A verdict that cannot be recorded as given; the message says what to change."""
 
 

@@ -3,12 +3,13 @@ command's Prefect API, and turning the errors a user can fix into exit codes wit
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shlex
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 # Idle OpenMP threads must not spin: on a busy machine spinning made torch 10-20x slower (docs/segmenter.md).
@@ -22,6 +23,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from flows.progress import enable_progress
+from models.errors import DefectflowError
 from models.weight_sources import RANDOM_INIT
 
 app = typer.Typer(
@@ -178,33 +180,6 @@ def print_table(title: str, rows: list[tuple[str, Any]]) -> None:
     console.print(table)
 
 
-def _known_errors() -> tuple[type[Exception], ...]:
-    from flows.scoring import NothingToScore
-    from flows.training import DataError
-    from models.detector.recalibration import NotEnoughReviews
-    from models.divergence_guard import TrainingDivergedError
-    from models.weight_sources import WeightsUnavailableError
-    from storage.ids import InvalidShiftId
-    from storage.registry import DamagedModel, ModelNotFound, RegistryUnavailable
-    from storage.reviewed_frames import UnknownShift
-    from storage.settings import SettingsError
-
-    return (
-        DataError,
-        ModelNotFound,
-        RegistryUnavailable,
-        DamagedModel,
-        NothingToScore,
-        InvalidShiftId,
-        SettingsError,
-        FileNotFoundError,
-        WeightsUnavailableError,
-        TrainingDivergedError,
-        UnknownShift,
-        NotEnoughReviews,
-    )
-
-
 def resolve_weights_first(home: Path | None, role: str, backbone: str, requested: str) -> str:
     """Resolve a weights request before any work starts: exit 2 with the ways out when nothing can deliver.
 
@@ -213,7 +188,7 @@ def resolve_weights_first(home: Path | None, role: str, backbone: str, requested
     from storage.settings import load_settings
     from tasks.backbone_weights import check_weights_fit, resolve_backbone_weights
 
-    resolved = guarded(lambda: resolve_backbone_weights(load_settings(home), role, backbone, requested))
+    resolved = resolve_backbone_weights(load_settings(home), role, backbone, requested)
     try:
         check_weights_fit(role, backbone, resolved)
     except ValueError as error:
@@ -238,27 +213,37 @@ def check_model(home: Path | None, uri: str, kind: str) -> None:
     from storage.registry import resolve_model
     from storage.settings import load_settings
 
-    guarded(lambda: resolve_model(load_settings(home), uri, kind))
+    resolve_model(load_settings(home), uri, kind)
 
 
-BUSY_EXIT_CODE = 75  # EX_TEMPFAIL: another command holds the shift; the same command later will work
-RETRY_EXIT_CODE = 75  # EX_TEMPFAIL: the Dask scheduler went away; finished work is kept, the same command resumes
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the errors a user can fix into their message and exit code; anything else keeps its traceback.
 
-
-def guarded(call: Any) -> Any:
-    """Run ``call``; the errors a user can fix become exit code 2 with their message, a busy shift or a lost Dask
-    scheduler exit code 75 (run the same command again)."""
-    from flows.scoring import SchedulerLost
-    from storage.shift_lock import ShiftBusy
-
+    Those are :class:`models.errors.DefectflowError` (exit 2, or 75 for "run the same command again later") and a
+    missing file. Importing nothing heavy, so quick commands (``serve``, ``verdicts export``) use it too.
+    """
     try:
-        return call()
-    except ShiftBusy as error:
-        raise fail(str(error), BUSY_EXIT_CODE) from error
-    except SchedulerLost as error:
-        raise fail(str(error), RETRY_EXIT_CODE) from error
-    except _known_errors() as error:
+        yield
+    except DefectflowError as error:
+        raise fail(str(error), error.exit_code) from error
+    except FileNotFoundError as error:
         raise fail(str(error)) from error
+
+
+def flow_command(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate a command (under ``@app.command()``): quiet logs unless its ``--verbose``, and :func:`user_errors`.
+
+    The command's body then reads as the steps it takes, with no error handling of its own.
+    """
+
+    @functools.wraps(function)
+    def command(*args: Any, **kwargs: Any) -> Any:
+        _configure_logging(bool(kwargs.get("verbose")))
+        with user_errors():
+            return function(*args, **kwargs)
+
+    return command
 
 
 def refuse_if_busy(settings: Any, shift: str | None) -> None:
@@ -269,12 +254,9 @@ def refuse_if_busy(settings: Any, shift: str | None) -> None:
     from storage.ids import validate_shift_id
     from storage.shift_lock import shift_lock
 
-    def probe() -> None:
+    if shift:
         with shift_lock(settings.home, validate_shift_id(shift), "a check"):
             pass
-
-    if shift:
-        guarded(probe)
 
 
 def _print_metrics(title: str, result: dict[str, Any], keys: list[str]) -> None:

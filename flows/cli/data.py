@@ -14,11 +14,10 @@ from flows.cli.base import (
     ProductOption,
     VerboseOption,
     WorkersOption,
-    _configure_logging,
     app,
     console,
     fail,
-    guarded,
+    flow_command,
     print_table,
     refuse_if_busy,
     run_flow,
@@ -27,6 +26,7 @@ from flows.cli.base import (
 
 
 @synth_app.command("shift")
+@flow_command
 def synth_shift(
     out: Annotated[Path, typer.Argument(help="Folder to write frames/, labels.csv and masks/ into.")],
     images: Annotated[int, typer.Option("--images", min=1, help="Number of frames.")] = 20,
@@ -36,10 +36,8 @@ def synth_shift(
     product: ProductOption = None,
 ) -> None:
     """Generate a synthetic shift: frames of machined components on a conveyor, some with defects."""
-    from synth.shift import generate_shift
-
-    _configure_logging(False)
     from flows.progress import track
+    from synth.shift import generate_shift
 
     try:
         with_bar = track(range(images), "generating", total=images, unit="frames")
@@ -61,6 +59,7 @@ def synth_shift(
 
 
 @synth_app.command("dataset")
+@flow_command
 def synth_dataset(
     out: Annotated[Path, typer.Argument(help="Folder to write mvtec/ and segmentation/ into.")],
     train_good: Annotated[int, typer.Option("--train-good", min=1)] = 200,
@@ -74,7 +73,6 @@ def synth_dataset(
     """Generate training sets: component crops in the MVTec AD layout and a segmentation set."""
     from synth.dataset import generate_dataset
 
-    _configure_logging(False)
     try:
         summary = generate_dataset(
             out,
@@ -92,6 +90,7 @@ def synth_dataset(
 
 
 @app.command()
+@flow_command
 def ingest(
     src: Annotated[Path, typer.Argument(help="Folder of the shift's frames (read recursively).")],
     shift: Annotated[str, typer.Option("--shift", help="Shift id, [A-Za-z0-9._-]{1,64}.")],
@@ -106,30 +105,24 @@ def ingest(
     """Ingest a shift's frames into the zarr store (Prefect flow ``ingest_shift`` on Dask)."""
     from flows.ingest import ingest_shift
     from storage.frame_files import SourceError, list_source_files, resolve_source_dir
-    from storage.ids import InvalidShiftId, validate_shift_id
-    from storage.settings import SettingsError, load_settings
+    from storage.ids import validate_shift_id
+    from storage.settings import load_settings
 
-    _configure_logging(verbose)
-    try:
-        validate_shift_id(shift)
-        root = resolve_source_dir(src)
-        if not list_source_files(root):
-            raise SourceError(f"source folder {root} holds no files (dotfiles are ignored); check the path")
-        settings = load_settings(home).ensure()
-    except (InvalidShiftId, SourceError, SettingsError) as error:
-        raise fail(str(error)) from error
+    validate_shift_id(shift)
+    root = resolve_source_dir(src)
+    if not list_source_files(root):
+        raise SourceError(f"source folder {root} holds no files (dotfiles are ignored); check the path")
+    settings = load_settings(home).ensure()
     refuse_if_busy(settings, shift)
-    summary = guarded(
-        lambda: run_flow(
-            ingest_shift,
-            settings,
-            dask_address,
-            workers,
-            source=str(root),
-            shift_id=shift,
-            home=str(settings.home),
-            max_pixels=max_pixels,
-        )
+    summary = run_flow(
+        ingest_shift,
+        settings,
+        dask_address,
+        workers,
+        source=str(root),
+        shift_id=shift,
+        home=str(settings.home),
+        max_pixels=max_pixels,
     )
     print_table(
         f"shift {shift} ingested",
@@ -150,6 +143,7 @@ def ingest(
 
 
 @app.command()
+@flow_command
 def verify(
     shift: Annotated[str, typer.Option("--shift", help="Shift to check.")],
     home: HomeOption = None,
@@ -158,18 +152,12 @@ def verify(
     verbose: VerboseOption = False,
 ) -> None:
     """Check a shift's stored frames and heatmaps against their checksums; exit 1 and say how to repair damage."""
-    from flows.verify import NothingToVerify, verify_shift
+    from flows.verify import verify_shift
     from storage.settings import load_settings
 
-    _configure_logging(verbose)
-    settings = guarded(lambda: load_settings(home).ensure())
+    settings = load_settings(home).ensure()
     refuse_if_busy(settings, shift)
-    try:
-        summary = guarded(
-            lambda: run_flow(verify_shift, settings, dask_address, workers, shift_id=shift, home=str(settings.home))
-        )
-    except NothingToVerify as error:
-        raise fail(str(error)) from error
+    summary = run_flow(verify_shift, settings, dask_address, workers, shift_id=shift, home=str(settings.home))
     damaged = {**summary["damaged_frames"], **summary["damaged_heatmaps"]}
     print_table(
         f"shift {shift} verified",

@@ -13,18 +13,18 @@ from flows.cli.base import (
     HomeOption,
     ModelHelp,
     VerboseOption,
-    _configure_logging,
     app,
     check_model,
     console,
     evaluate_app,
-    guarded,
+    flow_command,
     print_table,
     run_local_flow,
 )
 
 
 @evaluate_app.command("segmenter")
+@flow_command
 def evaluate_segmenter_command(
     data: Annotated[Path, typer.Option("--data", help="Folder with images/ and masks/.")],
     model: Annotated[str, typer.Option("--model", help=ModelHelp)] = "models:/segmenter@champion",
@@ -35,16 +35,13 @@ def evaluate_segmenter_command(
     """mIoU, per-class IoU, pixel accuracy and speed of a segmenter."""
     from flows.evaluation import evaluate_segmenter_flow
 
-    _configure_logging(verbose)
     check_model(home, model, "segmenter")
-    result = guarded(
-        lambda: run_local_flow(
-            evaluate_segmenter_flow,
-            data=str(data),
-            model=model,
-            home=str(home) if home else None,
-            json_out=str(json_out) if json_out else None,
-        )
+    result = run_local_flow(
+        evaluate_segmenter_flow,
+        data=str(data),
+        model=model,
+        home=str(home) if home else None,
+        json_out=str(json_out) if json_out else None,
     )
     rows = [("model", model), ("version", result.get("version")), ("images", result["images"])]
     rows += [("miou", f"{result['miou']:.4f}"), ("pixel_accuracy", f"{result['pixel_accuracy']:.4f}")]
@@ -54,6 +51,7 @@ def evaluate_segmenter_command(
 
 
 @evaluate_app.command("detector")
+@flow_command
 def evaluate_detector_command(
     data: Annotated[Path, typer.Option("--data", help="MVTec AD layout folder with test/ and ground_truth/.")],
     model: Annotated[str, typer.Option("--model", help=ModelHelp)] = "models:/detector@champion",
@@ -67,18 +65,15 @@ def evaluate_detector_command(
     """Image AUROC, pixel AUROC, AUPRO and F1-max of a detector, per defect type and overall."""
     from flows.evaluation import evaluate_detector_flow
 
-    _configure_logging(verbose)
     check_model(home, model, "detector")
     out_dir = out or (json_out.parent / f"{json_out.stem}-overlays" if json_out else None)
-    result = guarded(
-        lambda: run_local_flow(
-            evaluate_detector_flow,
-            data=str(data),
-            model=model,
-            home=str(home) if home else None,
-            json_out=str(json_out) if json_out else None,
-            out_dir=str(out_dir) if out_dir else None,
-        )
+    result = run_local_flow(
+        evaluate_detector_flow,
+        data=str(data),
+        model=model,
+        home=str(home) if home else None,
+        json_out=str(json_out) if json_out else None,
+        out_dir=str(out_dir) if out_dir else None,
     )
     table = Table(title=f"detector evaluation: {model} (v{result.get('version')})", title_justify="left")
     for column in ["defect", "count", "image AUROC", "pixel AUROC", "AUPRO", "image F1-max", "pixel F1-max"]:
@@ -101,6 +96,7 @@ ModelOption = Annotated[str, typer.Option("--model", help="detector or segmenter
 
 
 @app.command()
+@flow_command
 def promote(
     model: ModelOption = "detector",
     eval_data: Annotated[
@@ -116,11 +112,8 @@ def promote(
     """
     from flows.promotion import promote as promote_flow
 
-    _configure_logging(verbose)
-    result = guarded(
-        lambda: run_local_flow(
-            promote_flow, model=model, home=str(home) if home else None, eval_data=str(eval_data) if eval_data else None
-        )
+    result = run_local_flow(
+        promote_flow, model=model, home=str(home) if home else None, eval_data=str(eval_data) if eval_data else None
     )
     verdict = "[green]promoted[/]" if result["promoted"] else "[red]refused[/]"
     console.print(f"{model} v{result['challenger_version']}: {verdict}: {escape(result['reason'])}", soft_wrap=True)
@@ -141,22 +134,23 @@ def promote(
 
 
 @app.command()
+@flow_command
 def rollback(model: ModelOption = "detector", home: HomeOption = None, verbose: VerboseOption = False) -> None:
     """Put <model>@previous back as champion."""
     from flows.promotion import rollback as rollback_flow
 
-    _configure_logging(verbose)
-    result = guarded(lambda: run_local_flow(rollback_flow, model=model, home=str(home) if home else None))
+    result = run_local_flow(rollback_flow, model=model, home=str(home) if home else None)
     console.print(f"{model}: champion is v{result['champion_version']} again (v{result['demoted_version']} demoted)")
 
 
 @app.command()
+@flow_command
 def models(home: HomeOption = None) -> None:
     """List registered model versions and their aliases."""
     from storage.registry import list_versions
     from storage.settings import load_settings
 
-    settings = guarded(lambda: load_settings(home))
+    settings = load_settings(home)
     table = Table(title=f"registry at {settings.tracking_uri}", title_justify="left")
     for column in ("model", "version", "aliases", "run", "backbone weights"):
         table.add_column(column)

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from flows.cli.base import HomeOption, app, console, fail
+from flows.cli.base import HomeOption, app, console, user_errors
 
 
 @app.command("serve")
@@ -27,14 +27,10 @@ def serve(
 ) -> None:
     """Review last night's flagged frames in a browser: zoom, heatmaps, and verdicts (defect, false alarm, unsure)."""
     from review.server import serve as serve_app
-    from storage.settings import SettingsError, load_settings
+    from storage.settings import load_settings
 
     def say(text: str) -> None:
         console.print(escape(text), soft_wrap=True)
 
-    # Not through base.guarded: it imports the scoring flow (torch, Dask, MLflow), which the app does not need
-    # and which would make it start in tens of seconds instead of a few.
-    try:
+    with user_errors():  # no flow: the app needs neither Prefect's logging set-up nor torch, Dask or MLflow
         serve_app(load_settings(home), host=host, port=port, reviewer=reviewer, say=say)
-    except SettingsError as error:
-        raise fail(str(error)) from error

@@ -13,11 +13,10 @@ from flows.cli.base import (
     ModelHelp,
     VerboseOption,
     WorkersOption,
-    _configure_logging,
     app,
     check_model,
     console,
-    guarded,
+    flow_command,
     print_table,
     refuse_if_busy,
     run_flow,
@@ -25,6 +24,7 @@ from flows.cli.base import (
 
 
 @app.command()
+@flow_command
 def score(
     shift: Annotated[str | None, typer.Option("--shift", help="Shift to score [default: latest ingested].")] = None,
     segmenter: Annotated[str, typer.Option("--segmenter", help=ModelHelp)] = "models:/segmenter@champion",
@@ -42,28 +42,25 @@ def score(
     from flows.scoring import nightly_scoring
     from storage.settings import load_settings
 
-    _configure_logging(verbose)
-    settings = guarded(lambda: load_settings(home).ensure())
+    settings = load_settings(home).ensure()
     refuse_if_busy(settings, shift)
     if not one_stage:
         check_model(home, segmenter, "segmenter")
     check_model(home, detector, "detector")
     count = local_worker_count(settings, workers) if not (dask_address or settings.dask_address) else None
-    summary = guarded(
-        lambda: run_flow(
-            nightly_scoring,
-            settings,
-            dask_address,
-            workers,
-            shift_id=shift,
-            segmenter=segmenter,
-            detector=detector,
-            home=str(settings.home),
-            batch_size=batch_size,
-            one_stage=one_stage,
-            rescore=rescore,
-            workers=count,
-        )
+    summary = run_flow(
+        nightly_scoring,
+        settings,
+        dask_address,
+        workers,
+        shift_id=shift,
+        segmenter=segmenter,
+        detector=detector,
+        home=str(settings.home),
+        batch_size=batch_size,
+        one_stage=one_stage,
+        rescore=rescore,
+        workers=count,
     )
     print_table(
         f"shift {summary['shift_id']} scored",

@@ -14,13 +14,12 @@ from flows.cli.base import (
     TeacherWeightsOption,
     VerboseOption,
     WorkersOption,
-    _configure_logging,
     _known_recipe,
     _print_metrics,
     app,
     console,
     fail,
-    guarded,
+    flow_command,
     print_table,
     resolve_weights_first,
     run_flow,
@@ -33,6 +32,7 @@ from models.weight_sources import PRETRAINED
 
 
 @train_app.command("segmenter")
+@flow_command
 def train_segmenter_command(
     data: Annotated[Path, typer.Option("--data", help="Folder with images/ and masks/.")],
     backbone: Annotated[
@@ -55,24 +55,21 @@ def train_segmenter_command(
     """Train the AMAM U-Net segmenter (Prefect flow ``train_segmenter``)."""
     from flows.training import train_segmenter_flow
 
-    _configure_logging(verbose)
     if not 0.0 < label_fraction <= 1.0:
         raise fail("--label-fraction must be in (0, 1], e.g. 0.1 for a tenth of the masks")
     encoder_weights = resolve_weights_first(home, "encoder", backbone, encoder_weights)
-    result = guarded(
-        lambda: run_local_flow(
-            train_segmenter_flow,
-            data=str(data),
-            home=str(home) if home else None,
-            backbone=backbone,
-            image_size=image_size,
-            epochs=epochs,
-            batch_size=batch_size,
-            label_fraction=label_fraction,
-            seed=seed,
-            encoder_weights=encoder_weights,
-            max_minutes=max_minutes,
-        )
+    result = run_local_flow(
+        train_segmenter_flow,
+        data=str(data),
+        home=str(home) if home else None,
+        backbone=backbone,
+        image_size=image_size,
+        epochs=epochs,
+        batch_size=batch_size,
+        label_fraction=label_fraction,
+        seed=seed,
+        encoder_weights=encoder_weights,
+        max_minutes=max_minutes,
     )
     _print_metrics(
         f"segmenter v{result['version']} registered as segmenter@challenger",
@@ -82,6 +79,7 @@ def train_segmenter_command(
 
 
 @train_app.command("detector")
+@flow_command
 def train_detector_command(
     data: Annotated[Path, typer.Option("--data", help="MVTec AD layout folder (train/good, test/, ground_truth/).")],
     backbone: Annotated[
@@ -116,23 +114,20 @@ def train_detector_command(
     """
     from flows.training import train_detector_flow
 
-    _configure_logging(verbose)
     _known_recipe(backbone)
     teacher_weights = resolve_weights_first(home, "teacher", backbone, teacher_weights)
-    result = guarded(
-        lambda: run_local_flow(
-            train_detector_flow,
-            data=str(data),
-            home=str(home) if home else None,
-            backbone=backbone,
-            image_size=image_size,
-            epochs=epochs,
-            batch_size=batch_size,
-            seed=seed,
-            teacher_weights=teacher_weights,
-            max_minutes=max_minutes,
-            lr=lr,
-        )
+    result = run_local_flow(
+        train_detector_flow,
+        data=str(data),
+        home=str(home) if home else None,
+        backbone=backbone,
+        image_size=image_size,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        teacher_weights=teacher_weights,
+        max_minutes=max_minutes,
+        lr=lr,
     )
     if result.get("nonfinite_recoveries"):
         console.print(
@@ -147,6 +142,7 @@ def train_detector_command(
 
 
 @app.command()
+@flow_command
 def retrain(
     since_days: Annotated[int | None, typer.Option("--since-days", min=1, help="Use shifts scored in N days.")] = None,
     shifts: Annotated[list[str] | None, typer.Option("--shifts", help="Shift ids to use (repeat).")] = None,
@@ -173,32 +169,29 @@ def retrain(
     from flows.retraining import retrain as retrain_flow
     from storage.settings import load_settings
 
-    _configure_logging(verbose)
-    settings = guarded(lambda: load_settings(home))
+    settings = load_settings(home)
     _known_recipe(backbone)
     teacher_weights = resolve_weights_first(home, "teacher", backbone, teacher_weights)
     if seg_data:
         encoder_weights = resolve_weights_first(home, "encoder", seg_backbone, encoder_weights)
-    result = guarded(
-        lambda: run_flow(
-            retrain_flow,
-            settings,
-            dask_address,
-            workers,
-            home=str(settings.home),
-            since_days=since_days,
-            shifts=shifts,
-            good_dir=str(good_dir) if good_dir else None,
-            eval_data=str(eval_data) if eval_data else None,
-            seg_data=str(seg_data) if seg_data else None,
-            backbone=backbone,
-            image_size=image_size,
-            epochs=epochs,
-            max_minutes=max_minutes,
-            seg_backbone=seg_backbone,
-            teacher_weights=teacher_weights,
-            encoder_weights=encoder_weights,
-        )
+    result = run_flow(
+        retrain_flow,
+        settings,
+        dask_address,
+        workers,
+        home=str(settings.home),
+        since_days=since_days,
+        shifts=shifts,
+        good_dir=str(good_dir) if good_dir else None,
+        eval_data=str(eval_data) if eval_data else None,
+        seg_data=str(seg_data) if seg_data else None,
+        backbone=backbone,
+        image_size=image_size,
+        epochs=epochs,
+        max_minutes=max_minutes,
+        seg_backbone=seg_backbone,
+        teacher_weights=teacher_weights,
+        encoder_weights=encoder_weights,
     )
     detector = result["detector"]
     rows = [("detector version", f"v{detector['version']} (challenger)")]

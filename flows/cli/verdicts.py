@@ -10,14 +10,14 @@ import typer
 from flows.cli.base import (
     HomeOption,
     VerboseOption,
-    _configure_logging,
     app,
     console,
     error_console,
     fail,
-    guarded,
+    flow_command,
     print_table,
     run_local_flow,
+    user_errors,
 )
 
 verdicts_app = typer.Typer(help="Operator verdicts on scored frames.", no_args_is_help=True)
@@ -33,15 +33,11 @@ def export_verdicts(
     home: HomeOption = None,
 ) -> None:
     """Every verdict recorded on a shift (its whole history, oldest first) with each frame's score and decision."""
-    from storage.ids import InvalidShiftId
-    from storage.reviewed_frames import UnknownShift, verdict_history
-    from storage.settings import SettingsError, load_settings
+    from storage.reviewed_frames import verdict_history
+    from storage.settings import load_settings
 
-    # Not through base.guarded, whose imports (the scoring flow) would make a table read start in seconds
-    try:
+    with user_errors():  # no flow, so none of flow_command's logging set-up: the table is read in a moment
         table = verdict_history(load_settings(home), shift)
-    except (InvalidShiftId, UnknownShift, SettingsError) as error:
-        raise fail(str(error)) from error
     if out is None:
         typer.echo(table.to_csv(index=False), nl=False)
         return
@@ -57,6 +53,7 @@ def export_verdicts(
 
 
 @app.command()
+@flow_command
 def recalibrate(
     model: Annotated[str, typer.Option("--model", help="The model to recalibrate: detector.")] = "detector",
     shifts: Annotated[
@@ -70,11 +67,8 @@ def recalibrate(
     from flows.recalibration import recalibrate as recalibrate_flow
     from storage.settings import load_settings
 
-    _configure_logging(verbose)
-    guarded(lambda: check_recalibration(model, load_settings(home).ensure(), shifts))  # one line, not a failed run
-    result = guarded(
-        lambda: run_local_flow(recalibrate_flow, model=model, shifts=shifts, home=str(home) if home else None)
-    )
+    check_recalibration(model, load_settings(home).ensure(), shifts)  # one line, not a failed run
+    result = run_local_flow(recalibrate_flow, model=model, shifts=shifts, home=str(home) if home else None)
     print_table(
         f"detector v{result['version']} registered as detector@challenger",
         [

@@ -15,13 +15,14 @@ from typing import Any
 import numpy as np
 
 from models.detector.calibration import Calibration
+from models.errors import DefectflowError
 from models.metrics.anomaly import f1_max
 
 #: ``Calibration.method`` of a threshold fitted on verdicts.
 REVIEWED_METHOD = "f1-reviewed"
 
 
-class NotEnoughReviews(ValueError):
+class NotEnoughReviews(DefectflowError, ValueError):
     """Verdicts that cannot fit a threshold (no defect or no false alarm); the message gives the counts."""
 
 
