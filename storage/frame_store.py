@@ -8,6 +8,9 @@ Layout (zarr format 3, one group per shift)::
 Arrays are written whole by one worker each, so concurrent writers never touch the same chunk. Each array carries
 the SHA-256 of its full pixel content in its attribute ``pixel_sha256``, taken when it is written: zarr reads a
 missing chunk as its fill value without complaint, and the checksum is what tells a damaged frame from a black one.
+
+Every location is a zarr location: a local folder or an fsspec URL (``s3://bucket/store.zarr``, ``memory://...``).
+Nothing here lists or tests folders itself, so another backend needs no change outside this module.
 """
 
 from __future__ import annotations
@@ -56,16 +59,15 @@ class FrameStore:
     """Read and write a workspace's frames and heatmaps.
 
     Args:
-        path: The ``store.zarr`` directory (created on first write).
+        path: The store's location: a ``store.zarr`` folder or an fsspec URL (created on first write).
     """
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+        self.path = str(path).rstrip("/")
 
-    def shift_path(self, shift_id: str, kind: str | None = None) -> Path:
-        """Where a shift's arrays live: ``shifts/<shift>``, or its ``images`` or ``heatmaps`` group."""
-        shift = self.path / "shifts" / shift_id
-        return shift / kind if kind else shift
+    def shift_path(self, shift_id: str, kind: str | None = None, image_id: str | None = None) -> str:
+        """Where a shift's arrays live: ``shifts/<shift>``, its ``images`` or ``heatmaps`` group, or one array."""
+        return "/".join(part for part in (self.path, "shifts", shift_id, kind, image_id) if part)
 
     def _root(self, mode: str = "a") -> zarr.Group:
         return zarr.open_group(self.path, mode=mode)
@@ -87,7 +89,14 @@ class FrameStore:
 
     def has_shift(self, shift_id: str) -> bool:
         """Whether any frame of ``shift_id`` was ever ingested."""
-        return (self.shift_path(shift_id, "images")).is_dir()
+        return self._images(shift_id) is not None
+
+    def _images(self, shift_id: str) -> zarr.Group | None:
+        """The shift's ``images`` group, or ``None`` when it was never created."""
+        try:
+            return zarr.open_group(self.shift_path(shift_id, "images"), mode="r")
+        except FileNotFoundError:  # zarr's GroupNotFoundError is one
+            return None
 
     def write_image(self, shift_id: str, image_id: str, pixels: np.ndarray, attributes: dict[str, Any]) -> None:
         """Write one frame whole (overwriting a partial array a killed worker may have left), with its checksum."""
@@ -106,7 +115,7 @@ class FrameStore:
 
     def image(self, shift_id: str, image_id: str) -> zarr.Array:
         """The frame array, opened read-only (pixels are read lazily)."""
-        return zarr.open_array(self.shift_path(shift_id, "images") / image_id, mode="r")
+        return zarr.open_array(self.shift_path(shift_id, "images", image_id), mode="r")
 
     def read_image(self, shift_id: str, image_id: str) -> np.ndarray:
         """All pixels of one frame, checked against the checksum written at ingest.
@@ -131,7 +140,7 @@ class FrameStore:
         written before checksums were recorded is checked for readability only.
         """
         try:
-            array = zarr.open_array(self.shift_path(shift_id, kind) / image_id, mode="r")
+            array = zarr.open_array(self.shift_path(shift_id, kind, image_id), mode="r")
         except Exception as error:
             return f"missing or unreadable array ({type(error).__name__}: {error})"
         try:
@@ -142,10 +151,8 @@ class FrameStore:
 
     def image_ids(self, shift_id: str) -> list[str]:
         """Ids of the frames stored for a shift, sorted."""
-        images = self.shift_path(shift_id, "images")
-        if not images.is_dir():
-            return []
-        return sorted(p.name for p in images.iterdir() if (p / "zarr.json").is_file())
+        images = self._images(shift_id)
+        return sorted(images.array_keys()) if images is not None else []
 
     def write_heatmap(
         self,
@@ -182,4 +189,4 @@ class FrameStore:
 
     def heatmap(self, shift_id: str, image_id: str) -> zarr.Array:
         """The heatmap array, opened read-only."""
-        return zarr.open_array(self.shift_path(shift_id, "heatmaps") / image_id, mode="r")
+        return zarr.open_array(self.shift_path(shift_id, "heatmaps", image_id), mode="r")
