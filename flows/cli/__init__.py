@@ -7,7 +7,7 @@ is a function in one of them (or a new module imported below).
 
 from __future__ import annotations
 
-from flows.cli import data, registry, scoring, training  # noqa: F401  (each registers its commands on app)
+from flows.cli import data, export, registry, scoring, training  # noqa: F401  (each registers its commands on app)
 from flows.cli.base import app, invoke
 
 __all__ = ["app", "invoke", "main"]
