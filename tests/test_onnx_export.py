@@ -132,14 +132,22 @@ def test_an_export_that_disagrees_with_torch_is_refused_and_nothing_is_written(
         return path
 
     monkeypatch.setattr(export_task, "export_onnx", tampered_export)
-    before = version_tags(settings, "detector", "1"), file_sha256(_artifact(settings, ONNX_FILE))
+
+    def state() -> tuple[dict[str, str], str, str]:
+        return (
+            version_tags(settings, "detector", "1"),
+            file_sha256(_artifact(settings, ONNX_FILE)),
+            file_sha256(_package(settings) / ONNX_FILE),
+        )
+
+    before = state()
     with one_torch_thread():
         result = CliRunner().invoke(app, ["export", "--model", VERSION_URI, "--replace", "--home", str(settings.home)])
     output = result.output.replace("\n", " ")
     assert result.exit_code == 2, output
     assert "does not score like torch" in output and "maps differ by up to" in output, output
     assert "nothing was added to the package" in output
-    assert (version_tags(settings, "detector", "1"), file_sha256(_artifact(settings, ONNX_FILE))) == before
+    assert state() == before
 
 
 def _score(tiny: Tiny, shift: str, runtime: str, monkeypatch: pytest.MonkeyPatch) -> list[dict]:
