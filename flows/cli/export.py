@@ -55,6 +55,7 @@ def export(
     The export is added only when ONNX Runtime scores like torch on the check crops (maps within the tolerance,
     identical decisions); otherwise nothing is written and the command exits with code 2.
     """
+    from models.packaging import DamagedWeights
     from storage.settings import load_settings
     from tasks.export_model import ExportRefused, export_model
 
@@ -62,7 +63,7 @@ def export(
     settings = guarded(lambda: load_settings(home))
     try:
         result = guarded(lambda: export_model(settings, model, runtime.value, replace))
-    except ExportRefused as error:
+    except (ExportRefused, DamagedWeights) as error:
         raise fail(str(error)) from error
     record = result.record
     agreement, speed = record.agreement, record.speed

@@ -25,6 +25,8 @@ def open_session(path: Path, threads: int | None = None) -> Any:
     """An ONNX Runtime CPU session on ``path`` with ``threads`` intra-op threads (``None``: ORT's default).
 
     One inter-op thread: the graph is a chain, and a worker's cores belong to its intra-op threads as torch's do.
+    Idle threads do not spin, as torch's OpenMP threads do not (``OMP_WAIT_POLICY=PASSIVE``): on a busy machine
+    spinning threads take the cores the working ones need.
     """
     import onnxruntime as ort
 
@@ -32,6 +34,7 @@ def open_session(path: Path, threads: int | None = None) -> Any:
     if threads:
         options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
