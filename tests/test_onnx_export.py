@@ -102,6 +102,7 @@ def test_export_adds_a_graph_that_agrees_with_torch_and_keeps_the_version_s_dige
     tiny, output = exported
     settings = tiny.settings
     assert "max map difference" in output and "ONNX Runtime img/s" in output and "torch img/s" in output
+    assert "[torch.onnx]" not in output, "the exporter's progress lines are not the command's output"
     package = _package(settings)
     record = read_record(package)
     assert record is not None
