@@ -31,7 +31,7 @@ from models.detector.package import save_detector
 from models.packaging import DamagedWeights, file_sha256
 from storage.frame_store import FrameStore
 from storage.registry import DamagedModel, resolve_model, version_tags
-from storage.settings import DETECTOR_RUNTIME_SETTING, Settings, load_settings
+from storage.settings import DETECTOR_RUNTIME_SETTING, Settings, SettingsError, detector_runtime, load_settings
 from storage.tracking import EXPERIMENT_TRAINING, tracked_run
 from tasks import export_model as export_task
 from tasks.model_cache import ModelRef, get_detector
@@ -208,10 +208,13 @@ def test_a_damaged_onnx_export_is_refused_by_its_digest(exported: tuple[Tiny, st
         load_onnx_detector(copy)
 
 
-def test_workers_run_the_export_only_on_a_cpu_and_as_the_setting_says() -> None:
+def test_workers_run_the_export_only_on_a_cpu_and_as_the_setting_says(monkeypatch: pytest.MonkeyPatch) -> None:
     record = ExportRecord("0" * 64, 64, {}, {}, {}, {}, runtime="onnx", runtime_reason="measured")
     assert runtime_for(record, "cpu") == "onnx"
     assert runtime_for(record, "cuda") == "torch"
     assert runtime_for(record, "cpu", "torch") == "torch"
     assert runtime_for(None, "cpu", "onnx") == "torch"
     assert runtime_for(ExportRecord(**{**record.__dict__, "runtime": "torch"}), "cpu") == "torch"
+    monkeypatch.setenv(DETECTOR_RUNTIME_SETTING, "tensorrt")
+    with pytest.raises(SettingsError, match="DEFECTFLOW_DETECTOR_RUNTIME='tensorrt' is not one of auto, torch, onnx"):
+        detector_runtime()
