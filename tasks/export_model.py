@@ -31,6 +31,8 @@ from storage.settings import Settings, worker_torch_threads
 
 #: Images per timed call of the speed measurement: the scoring task's default crops per forward pass.
 SPEED_BATCH = 16
+#: A Dask worker's torch threads without ``DEFECTFLOW_TORCH_THREADS``: Dask starts workers with OMP_NUM_THREADS=1.
+DASK_WORKER_THREADS = 1
 
 
 class ExportRefused(ValueError):
@@ -109,9 +111,7 @@ def build_export(package_dir: Path, out_dir: Path, runtime: str) -> ExportRecord
             f"{package_dir} has no calibration, so the export's decisions cannot be checked; retrain the detector "
             "with 'defectflow train detector'"
         )
-    threads = worker_torch_threads()
-    if threads:
-        torch.set_num_threads(threads)  # measure with the threads a worker will have
+    torch.set_num_threads(worker_torch_threads() or DASK_WORKER_THREADS)  # measure as a worker will run
     size = model.config.image_size
     metadata = {"calibration": calibration.to_dict(), "preprocessing": preprocessing(size)}
     onnx_path = export_onnx(model, out_dir / ONNX_FILE, metadata)
