@@ -151,6 +151,30 @@ def test_an_export_that_disagrees_with_torch_is_refused_and_nothing_is_written(
     assert state() == before
 
 
+def test_a_package_directory_gets_the_export_in_place_with_the_runtime_it_is_told(
+    exported: tuple[Tiny, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    registered = _package(exported[0].settings)
+    package = tmp_path / "package"
+    package.mkdir()
+    for name in ("defectflow_model.json", "weights.pt"):
+        (package / name).write_bytes((registered / name).read_bytes())
+
+    def same_graph(model: object, path: Path, metadata: object = None) -> Path:  # the module's export, not a new one
+        path.write_bytes((registered / ONNX_FILE).read_bytes())
+        return path
+
+    monkeypatch.setattr(export_task, "export_onnx", same_graph)
+    arguments = ["export", "--model", str(package), "--runtime", "torch", "--home", str(tmp_path / "home")]
+    with one_torch_thread():
+        result = CliRunner().invoke(app, arguments)
+    assert result.exit_code == 0, result.output
+    _, calibration, record = load_onnx_detector(package)
+    assert (record.runtime, record.runtime_reason) == ("torch", "set with --runtime torch")
+    assert calibration.to_dict() == read_record(registered).calibration  # type: ignore[union-attr]
+    assert runtime_for(record, "cpu") == "torch"
+
+
 def _score(tiny: Tiny, shift: str, runtime: str, monkeypatch: pytest.MonkeyPatch) -> list[dict]:
     settings = tiny.settings
     monkeypatch.setenv(DETECTOR_RUNTIME_SETTING, runtime)
