@@ -33,7 +33,7 @@ from models.detector.config import DetectorConfig
 from models.detector.recipes import RECOMMENDED_BACKBONE
 
 
-def _time(run: Callable[[], object], device: torch.device, warmup: int, iterations: int) -> float:
+def median_seconds(run: Callable[[], object], device: torch.device, warmup: int, iterations: int) -> float:
     """Median seconds of ``run`` over ``iterations`` after ``warmup`` calls."""
     for _ in range(warmup):
         run()
@@ -65,8 +65,8 @@ def benchmark(config: DetectorConfig, device: torch.device, batch_size: int, war
 
         return run
 
-    detector_s = _time(forward(model.score), device, warmup, iterations)
-    teacher_s = _time(forward(model.teacher), device, warmup, iterations)
+    detector_s = median_seconds(forward(model.score), device, warmup, iterations)
+    teacher_s = median_seconds(forward(model.teacher), device, warmup, iterations)
     return {
         "device": device.type + (" bf16+channels_last" if cuda else f" fp32 {torch.get_num_threads()} threads"),
         "batch": batch_size,

@@ -96,7 +96,42 @@ def register_model_dir(
 
 def package_digests(directory: Path) -> dict[str, str]:
     """Version tags with the SHA-256 of each file of a model directory (pass them to :func:`register_model_dir`)."""
-    return {f"{DIGEST_TAG}{path.name}": sha256_of(path) for path in sorted(directory.iterdir()) if path.is_file()}
+    return file_digests([path for path in sorted(directory.iterdir()) if path.is_file()])
+
+
+def file_digests(files: list[Path]) -> dict[str, str]:
+    """Version tags with the SHA-256 of each of ``files`` (``sha256/<file name>``)."""
+    return {f"{DIGEST_TAG}{path.name}": sha256_of(path) for path in files}
+
+
+def add_version_files(settings: Settings, name: str, version: str, files: list[Path], tags: dict[str, str]) -> None:
+    """Add ``files`` to the model directory of a registered version, each with its own digest tag.
+
+    The version's other files and their digest tags are left as they were. The files are uploaded before their
+    tags are set, so a reader in between sees files nothing vouches for yet (unchecked, as for a version
+    registered before digests), never a tag whose file is missing.
+
+    Args:
+        settings: Workspace settings.
+        name: Registered model name.
+        version: Its version.
+        files: Files to put beside the version's files (same names there).
+        tags: More version tags to set once the files are in.
+
+    Raises:
+        ValueError: For a version whose files are not a run's ``model/`` folder (not registered by defectflow).
+    """
+    mlflow_client = client(settings)
+    found = mlflow_client.get_model_version(name, version)
+    if found.source != f"runs:/{found.run_id}/{MODEL_ARTIFACT_PATH}":
+        raise ValueError(
+            f"{name} v{version} points at {found.source}, not at a run's {MODEL_ARTIFACT_PATH}/ folder; only versions "
+            "registered by defectflow can have files added"
+        )
+    for path in files:
+        mlflow_client.log_artifact(found.run_id, str(path), artifact_path=MODEL_ARTIFACT_PATH)
+    for key, value in {**file_digests(files), **tags}.items():
+        mlflow_client.set_model_version_tag(name, version, key, value)
 
 
 def _digest_problem(directory: Path, tags: dict[str, str]) -> str | None:

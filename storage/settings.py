@@ -30,6 +30,9 @@ REVIEW_TOKEN_SETTING = "DEFECTFLOW_REVIEW_TOKEN"
 MLFLOW_UI_SETTING = "DEFECTFLOW_MLFLOW_UI"
 DEFAULT_MLFLOW_UI = "http://127.0.0.1:5000"
 MIN_REVIEW_TOKEN_LENGTH = 16
+DETECTOR_RUNTIME_SETTING = "DEFECTFLOW_DETECTOR_RUNTIME"
+#: ``auto``: a CPU worker runs a package's ONNX export when the speeds measured at export chose it.
+DETECTOR_RUNTIMES = ("auto", "torch", "onnx")
 
 
 class SettingsError(DefectflowError, ValueError):
@@ -172,6 +175,7 @@ def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
     seg_eval_data = os.environ.get("DEFECTFLOW_SEG_EVAL_DATA", "").strip()
     weights_dir = os.environ.get(WEIGHTS_DIR_SETTING, "").strip()
     worker_torch_threads()  # read by the workers; checked here too, so that a bad value stops a command at once
+    detector_runtime()
     return Settings(
         home=home_path,
         tracking_uri=tracking_uri,
@@ -223,6 +227,24 @@ def worker_torch_threads() -> int | None:
         SettingsError: For a value that is not a positive whole number.
     """
     return _env_int(TORCH_THREADS_SETTING, None)
+
+
+def detector_runtime() -> str:
+    """What a CPU worker runs a detector with (``DEFECTFLOW_DETECTOR_RUNTIME``; default ``auto``).
+
+    ``auto`` runs a package's ONNX export with ONNX Runtime when the speeds measured at export chose it, ``torch``
+    and ``onnx`` override that choice (``onnx`` only for packages with an export; GPU workers always run torch).
+    Read on its own, as :func:`worker_torch_threads`.
+
+    Raises:
+        SettingsError: For a value outside ``auto``, ``torch``, ``onnx``.
+    """
+    raw = os.environ.get(DETECTOR_RUNTIME_SETTING, "").strip().lower() or "auto"
+    if raw not in DETECTOR_RUNTIMES:
+        raise SettingsError(
+            f"{DETECTOR_RUNTIME_SETTING}={raw!r} is not one of {', '.join(DETECTOR_RUNTIMES)}; set one or unset it"
+        )
+    return raw
 
 
 def progress_forced() -> bool:

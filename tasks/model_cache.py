@@ -11,8 +11,9 @@ from typing import Any
 
 import torch
 
+from models.detector.onnx_package import read_record, runtime_for
 from models.model_kinds import load_model
-from storage.settings import worker_torch_threads
+from storage.settings import detector_runtime, worker_torch_threads
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,36 @@ def get_model(ref: ModelRef) -> tuple[Any, Any, Any]:
     with _lock:
         if key not in _cache:
             _cache[key] = _load(ref, compute_device())
+        return _cache[key]
+
+
+def _load_onnx(ref: ModelRef) -> Any:
+    from models.detector.onnx_runtime import load_onnx_detector
+
+    detector, calibration, record = load_onnx_detector(ref.local_dir, torch.get_num_threads())
+    logger.info("loaded the ONNX export of %s from %s (pid %d)", ref.kind, ref.local_dir, os.getpid())
+    return detector, calibration, record
+
+
+def detector_runtime_for(ref: ModelRef) -> str:
+    """``"onnx"`` or ``"torch"``: what this worker scores ``ref`` with (:func:`models.detector.onnx_package.runtime_for`
+    on this worker's device and ``DEFECTFLOW_DETECTOR_RUNTIME``)."""
+    return runtime_for(read_record(ref.local_dir), compute_device().type, detector_runtime())
+
+
+def get_detector(ref: ModelRef) -> tuple[Any, Any, Any]:
+    """``(detector, calibration, package or export record)`` for scoring ``ref`` on this worker, kept per process.
+
+    A CPU worker gets the package's ONNX export run by ONNX Runtime when :func:`detector_runtime_for` says so
+    (both score through :func:`models.detector.inference.score_crops`); otherwise :func:`get_model`'s torch model.
+    """
+    if detector_runtime_for(ref) != "onnx":
+        return get_model(ref)
+    key = ("detector-onnx", str(Path(ref.local_dir)))
+    with _lock:
+        if key not in _cache:
+            compute_device()  # sets this worker's thread count, which the session takes
+            _cache[key] = _load_onnx(ref)
         return _cache[key]
 
 

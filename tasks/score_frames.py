@@ -21,7 +21,7 @@ from models.detector.inference import resize_map, score_crops
 from models.segmentation.inference import predict_masks
 from storage.frame_store import FrameStore
 from storage.tables import SCORE_COLUMNS, ScoreRecord, ScoreStatus, write_table
-from tasks.model_cache import ModelRef, compute_device, get_model
+from tasks.model_cache import ModelRef, compute_device, get_detector, get_model
 
 PARTS_DIR = "scores.parts"
 
@@ -95,7 +95,7 @@ def score_frames(
         cropped.append((image_id, box))
 
     if crops:
-        model, calibration, _ = get_model(detector)
+        model, calibration, _ = get_detector(detector)
         if calibration is None:
             raise ValueError(f"detector {detector.uri} has no calibration; retrain it with 'defectflow train detector'")
         result = score_crops(model, crops, calibration, batch_size=batch_size, autocast=device.type == "cuda")

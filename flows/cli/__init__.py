@@ -7,7 +7,7 @@ is a function in one of them (or a new module imported below).
 
 from __future__ import annotations
 
-from flows.cli import data, registry, review, scoring, training, verdicts  # noqa: F401  (each registers its commands on app)
+from flows.cli import data, export, registry, review, scoring, training, verdicts  # noqa: F401  (each registers its commands on app)
 from flows.cli.base import app, invoke
 
 __all__ = ["app", "invoke", "main"]

@@ -37,7 +37,9 @@ def preprocess_crops(crops: Sequence[np.ndarray], image_size: int) -> torch.Tens
 
 
 def _device_of(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
+    """The device of the model's parameters; a detector without any (ONNX Runtime's) runs on the CPU."""
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
 
 
 @torch.inference_mode()
