@@ -18,16 +18,15 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.promotion import REVIEWED_METRIC, gate_rule, reviewed_evaluation
-from flows.scoring import nightly_scoring
 from models.detector.calibration import Calibration
 from models.detector.package import read_calibration
 from models.detector.recalibration import NotEnoughReviews, recalibrate_on_reviews
 from models.metrics.anomaly import f1_max
 from storage.registry import CHALLENGER, CHAMPION, DIGEST_TAG, PREVIOUS, alias_version, resolve_model, version_tags
 from storage.settings import load_settings
-from storage.tables import SCORES_FILE, ScoreRecord, ScoreStatus, read_scores, write_scores
+from storage.tables import ScoreRecord, ScoreStatus, read_scores, write_scores
 from storage.verdicts import VerdictStore
-from tests.pipeline import SHIFT, Workspace, runner
+from tests.pipeline import SHIFT, Workspace
 
 WEIGHTS_DIGEST = f"{DIGEST_TAG}weights.pt"
 
@@ -38,8 +37,6 @@ def _own_home(workspace: Workspace, target: Path) -> Path:
     The registry's artifacts stay where they are (runs point at them), so nothing large is copied.
     """
     settings = load_settings(workspace.home)
-    if not (settings.results_dir(SHIFT) / SCORES_FILE).is_file():  # run alone: score it as test_scoring does
-        nightly_scoring.with_options(task_runner=runner(workspace.home))(shift_id=SHIFT, home=str(workspace.home))
     shutil.copy2(settings.home / "mlflow.db", target / "mlflow.db")
     shutil.copytree(settings.results_dir(SHIFT), target / "results" / SHIFT)
     for part in ("zarr.json", "shifts/zarr.json"):
@@ -50,7 +47,7 @@ def _own_home(workspace: Workspace, target: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def home(workspace: Workspace, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def home(workspace: Workspace, scored: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _own_home(workspace, tmp_path_factory.mktemp("verdicts-home"))
 
 
