@@ -104,13 +104,26 @@ def load_weights_file(model: nn.Module, path: str | Path) -> WeightsInfo:
         ValueError: When the file holds no usable weights for this architecture.
     """
     path = Path(path).expanduser()
+    source = _extract_state_dict(_read_weights(path), path)
+    usable = _matching_weights(source, model.state_dict(), path)
+    model.load_state_dict(usable, strict=False)
+    return WeightsInfo(source="file", detail=f"{path} sha256:{_file_digest(path)}", pretrained=True)
+
+
+def _read_weights(path: Path) -> object:
+    """Load a PyTorch file with ``weights_only=True``, turning each failure into an error that says what to do.
+
+    Raises:
+        FileNotFoundError: When the file does not exist.
+        ValueError: When it holds pickled objects other than tensors, or is not a readable PyTorch file.
+    """
     if not path.is_file():
         raise FileNotFoundError(
             f"weights file {path} does not exist. Pass an existing state-dict file, 'timm' for timm's pretrained "
             "weights, or 'none' for random initialisation."
         )
     try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         raise ValueError(
             f"{path} is not a plain state dict: loading it with weights_only=True was refused because it holds "
@@ -122,8 +135,19 @@ def load_weights_file(model: nn.Module, path: str | Path) -> WeightsInfo:
             f"{path} could not be read as a PyTorch file ({type(error).__name__}: {str(error)[:200]}); it may be "
             "truncated or damaged. Copy it again and check its sha256 against the source."
         ) from error
-    source = _extract_state_dict(raw, path)
-    target = model.state_dict()
+
+
+def _matching_weights(
+    source: dict[str, torch.Tensor], target: dict[str, torch.Tensor], path: Path
+) -> dict[str, torch.Tensor]:
+    """The file's tensors the model has (``module.`` prefixes removed), checked to fill the whole model.
+
+    Extra keys (a classifier head, layers ``features_only`` dropped) are ignored; a shape mismatch, no shared
+    name, or a missing parameter is an error, so a wrong file never leaves layers silently random.
+
+    Raises:
+        ValueError: Naming the first mismatched or missing parameter.
+    """
     usable: dict[str, torch.Tensor] = {}
     mismatched: list[str] = []
     for key, value in source.items():
@@ -149,8 +173,7 @@ def load_weights_file(model: nn.Module, path: str | Path) -> WeightsInfo:
             f"{path} lacks {len(missing)} of the backbone's parameters (first: {missing[0]}). "
             "Check that the file was saved from the same architecture."
         )
-    model.load_state_dict(usable, strict=False)
-    return WeightsInfo(source="file", detail=f"{path} sha256:{_file_digest(path)}", pretrained=True)
+    return usable
 
 
 def create_feature_extractor(

@@ -155,28 +155,25 @@ def decode_image(data: bytes, suffix: str, max_pixels: int) -> DecodedImage:
         if decoded is not None:
             return decoded
     conversions: list[str] = []
+    pixels = _decode_with_pillow(data, max_pixels, conversions)
+    if pixels.dtype not in (np.uint8, np.uint16):
+        raise ImageRejected(f"unsupported pixel type {pixels.dtype}; export frames as 8 or 16 bit")
+    return DecodedImage(pixels, conversions)
+
+
+def _decode_with_pillow(data: bytes, max_pixels: int, conversions: list[str]) -> np.ndarray:
+    """Decode with Pillow under our own pixel limit, turning Pillow's errors into :class:`ImageRejected`.
+
+    Pillow's global decompression-bomb limit is lifted for the call (and restored), because our configurable
+    check on the header replaces it.
+    """
     pillow_limit = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None  # our own, configurable check below runs on the header, before decoding
+    Image.MAX_IMAGE_PIXELS = None  # our own, configurable check runs on the header, before decoding
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             with Image.open(io.BytesIO(data)) as image:
-                _check_pixel_budget(image.width, image.height, max_pixels)
-                frames = getattr(image, "n_frames", 1)
-                if frames > 1:
-                    conversions.append(_pages_note(frames))
-                rawmodes = {str(tile.args) for tile in image.tile}
-                png16 = next(iter(rawmodes)) if image.format == "PNG" and rawmodes <= set(_PNG16_RAWMODES) else None
-                if png16:
-                    return DecodedImage(_from_png16(data, png16, conversions), conversions)
-                if any(";16" in mode for mode in rawmodes) and image.mode in ("RGB", "RGBA"):
-                    conversions.append("16-bit colour reduced to 8 bit by Pillow")
-                image.load()
-                orientation = image.getexif().get(0x0112, 1)
-                if orientation not in (None, 1):
-                    image = ImageOps.exif_transpose(image)
-                    conversions.append(f"EXIF orientation {orientation} applied")
-                pixels = _to_array(image, conversions)
+                return _pillow_pixels(image, data, max_pixels, conversions)
         except ImageRejected:
             raise
         except UnidentifiedImageError as error:
@@ -188,9 +185,29 @@ def decode_image(data: bytes, suffix: str, max_pixels: int) -> DecodedImage:
             raise ImageRejected(f"unreadable image ({type(error).__name__}: {text})") from error
         finally:
             Image.MAX_IMAGE_PIXELS = pillow_limit
-    if pixels.dtype not in (np.uint8, np.uint16):
-        raise ImageRejected(f"unsupported pixel type {pixels.dtype}; export frames as 8 or 16 bit")
-    return DecodedImage(pixels, conversions)
+
+
+def _pillow_pixels(image: Image.Image, data: bytes, max_pixels: int, conversions: list[str]) -> np.ndarray:
+    """Pixels of an opened image: size checked from the header first, EXIF orientation applied, changes listed.
+
+    16-bit colour PNGs are decoded separately (:func:`_from_png16`) because Pillow would keep only 8 bits.
+    """
+    _check_pixel_budget(image.width, image.height, max_pixels)
+    frames = getattr(image, "n_frames", 1)
+    if frames > 1:
+        conversions.append(_pages_note(frames))
+    rawmodes = {str(tile.args) for tile in image.tile}
+    png16 = next(iter(rawmodes)) if image.format == "PNG" and rawmodes <= set(_PNG16_RAWMODES) else None
+    if png16:
+        return _from_png16(data, png16, conversions)
+    if any(";16" in mode for mode in rawmodes) and image.mode in ("RGB", "RGBA"):
+        conversions.append("16-bit colour reduced to 8 bit by Pillow")
+    image.load()
+    orientation = image.getexif().get(0x0112, 1)
+    if orientation not in (None, 1):
+        image = ImageOps.exif_transpose(image)
+        conversions.append(f"EXIF orientation {orientation} applied")
+    return _to_array(image, conversions)
 
 
 def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:

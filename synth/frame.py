@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from synth.background import draw_belt
-from synth.components import make_part
+from synth.components import PartShape, make_part
 from synth.defects import DEFECT_TYPES, GEOMETRIC_DEFECTS, apply_geometric_defect, apply_surface_defect
 from synth.lighting import (
     add_sensor_noise,
@@ -28,7 +28,7 @@ from synth.lighting import (
     to_uint8,
 )
 from synth.marks import apply_ink, draw_marks
-from synth.surface import coverage, pick_material, render_part
+from synth.surface import Material, coverage, pick_material, render_part
 
 MIN_SIDE = 128  # smaller frames make parts too small for defects to be meaningful
 LONG_SIDE_RANGE = (0.35, 0.65)  # part long side as a fraction of the frame's shorter side
@@ -87,6 +87,32 @@ def _rotate(arr: np.ndarray, angle: float, resample: Image.Resampling) -> np.nda
     return np.asarray(Image.fromarray(arr).rotate(angle, resample=resample, expand=True), dtype=np.uint8)
 
 
+@dataclass
+class _Scene:
+    """Everything drawn from a frame's scene stream before any pixel is painted."""
+
+    shape: PartShape
+    material: Material
+    long_side: float
+    angle: float
+    light_frame: tuple[float, float]
+    light_local: np.ndarray
+    pos_u: np.ndarray
+    surf_rng: np.random.Generator
+    scene_rng: np.random.Generator
+
+
+@dataclass
+class _RotatedPart:
+    """The part canvas turned into frame orientation, with its masks resampled alike."""
+
+    rgba: np.ndarray
+    alpha: np.ndarray
+    region: np.ndarray
+    intact: np.ndarray
+    defect: np.ndarray
+
+
 def render_frame(
     size: tuple[int, int], key: Sequence[int], defect_type: str | None = None, product: int | None = None
 ) -> Frame:
@@ -109,8 +135,32 @@ def render_frame(
         raise ValueError(f"unknown defect type {defect_type!r}; use one of {', '.join(DEFECT_TYPES)}")
     rng = np.random.default_rng([*key, 0])
     drng = np.random.default_rng([*key, 1])
+    scene = _draw_scene(rng, (h, w), product)
+    solid_intact, rgb, alpha, local_defect = _paint_part(scene, drng, defect_type)
+    part = _rotate_part(scene, solid_intact, rgb, alpha, local_defect, defect_type)
+    top, left = _place_part(scene.pos_u, part.region | part.intact, (h, w))
+    sl_f, sl_l = _overlap_slices(part.region.shape, top, left, (h, w))
+    img = _composite(scene, part, sl_f, sl_l, (h, w))
+    region, intact, defect = _frame_masks(part, sl_f, sl_l, (h, w), defect_type)
+    if defect_type is not None and not defect.any():
+        raise RuntimeError(f"internal error: {defect_type} defect for key {tuple(key)} has an empty mask")
+    info: dict[str, object] = {
+        "family": scene.shape.family,
+        "material": scene.material.name,
+        "texture": scene.shape.texture,
+        "angle": round(scene.angle, 2),
+        "long_side": round(scene.long_side, 1),
+    }
+    return Frame(to_uint8(img), region, intact, defect, defect_type, info)
 
-    # --- part geometry, pose and lighting direction (drawn first: independent of the defect)
+
+def _draw_scene(rng: np.random.Generator, size: tuple[int, int], product: int | None) -> _Scene:
+    """Draw part geometry, material, pose and light first, so they do not depend on the defect.
+
+    With a fixed ``product`` the part and material come from the product's own streams, and the
+    frame's stream still advances by one draw each so everything after stays where it would be.
+    """
+    h, w = size
     long_side = min(h, w) * rng.uniform(*LONG_SIDE_RANGE)
     if product is None:
         shape = make_part(rng, long_side)
@@ -133,25 +183,52 @@ def render_frame(
     pos_u = rng.random(2)
     surf_rng = np.random.default_rng(rng.integers(2**63))
     scene_rng = np.random.default_rng(rng.integers(2**63))
+    return _Scene(shape, material, long_side, angle, (ly, lx), light_local, pos_u, surf_rng, scene_rng)
 
-    # --- geometric defect, then render, marks, surface defect (all on the local canvas)
+
+def _paint_part(
+    scene: _Scene, drng: np.random.Generator, defect_type: str | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Apply a geometric defect, render the part, print its marks, then apply a surface defect.
+
+    All on the part's local canvas; the order matters because a geometric defect changes the
+    solid that is rendered and a surface defect paints over the marks.
+
+    Returns:
+        (intact solid, RGB planes, alpha, local defect mask).
+    """
+    shape = scene.shape
     solid_intact = shape.solid.copy()
     local_defect = np.zeros_like(solid_intact)
     if defect_type in GEOMETRIC_DEFECTS:
         local_defect = apply_geometric_defect(drng, defect_type, shape)
-    rgb, alpha = render_part(surf_rng, shape, material, light_local)
-    apply_ink(surf_rng, rgb, draw_marks(surf_rng, shape.solid, long_side))
+    rgb, alpha = render_part(scene.surf_rng, shape, scene.material, scene.light_local)
+    apply_ink(scene.surf_rng, rgb, draw_marks(scene.surf_rng, shape.solid, scene.long_side))
     if defect_type is not None and defect_type not in GEOMETRIC_DEFECTS:
-        local_defect = apply_surface_defect(drng, defect_type, rgb, shape.solid, long_side)
+        local_defect = apply_surface_defect(drng, defect_type, rgb, shape.solid, scene.long_side)
+    return solid_intact, rgb, alpha, local_defect
 
-    # --- rotate the whole canvas into the frame orientation
+
+def _rotate_part(
+    scene: _Scene,
+    solid_intact: np.ndarray,
+    rgb: np.ndarray,
+    alpha: np.ndarray,
+    local_defect: np.ndarray,
+    defect_type: str | None,
+) -> _RotatedPart:
+    """Rotate the whole local canvas into the frame orientation.
+
+    The after-defect and the intact coverage are rotated together and thresholded alike, so the
+    region masks agree with each other pixel for pixel.
+    """
+    angle = scene.angle
     rgba = np.empty((*alpha.shape, 4), np.uint8)
     for c in range(3):
         rgba[..., c] = np.clip(rgb[c], 0, 255).astype(np.uint8)
     rgba[..., 3] = (alpha * 255 + 0.5).astype(np.uint8)
     rot = _rotate(rgba, angle, Image.Resampling.BILINEAR)
     rot_defect = _rotate(local_defect.astype(np.uint8) * 255, angle, Image.Resampling.NEAREST) > 127
-    # Region masks: the after-defect and the intact coverage rotated together, thresholded alike.
     cov = np.zeros((*alpha.shape, 3), np.uint8)
     cov[..., 0] = rgba[..., 3]
     cov[..., 1] = coverage(solid_intact) if defect_type in GEOMETRIC_DEFECTS else rgba[..., 3]
@@ -160,61 +237,91 @@ def render_frame(
     rot_intact = rot_cov[..., 1] >= 128
     rot_alpha = rot[..., 3].astype(np.float32) / 255.0
     rot_defect &= rot_region | rot_intact  # rotation resampling must not leave stray pixels off the part
+    return _RotatedPart(rot, rot_alpha, rot_region, rot_intact, rot_defect)
 
-    # --- place it fully inside the frame (tight box of everything that is or was the part)
-    ch, cw = rot_region.shape
-    occupied = rot_region | rot_intact
+
+def _place_part(pos_u: np.ndarray, occupied: np.ndarray, size: tuple[int, int]) -> tuple[int, int]:
+    """Canvas offset (top, left) that puts everything that is or was the part fully inside the frame."""
+    h, w = size
     rows = np.flatnonzero(occupied.any(axis=1))
     cols = np.flatnonzero(occupied.any(axis=0))
     by0, by1, bx0, bx1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
     margin = max(2, round(0.02 * min(h, w)))
-    top = _place_1d(pos_u[0], by0, by1, h, margin)
-    left = _place_1d(pos_u[1], bx0, bx1, w, margin)
+    return _place_1d(pos_u[0], by0, by1, h, margin), _place_1d(pos_u[1], bx0, bx1, w, margin)
 
-    # --- background, shadow, composite
-    img = draw_belt(scene_rng, (h, w))
+
+def _overlap_slices(
+    canvas: tuple[int, int], top: int, left: int, size: tuple[int, int]
+) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
+    """Slices of the frame and of the canvas where the placed canvas overlaps the frame."""
+    h, w = size
+    ch, cw = canvas
     fy0, fy1 = max(0, top), min(h, top + ch)
     fx0, fx1 = max(0, left), min(w, left + cw)
     ly0, lx0 = fy0 - top, fx0 - left
     sl_f = (slice(fy0, fy1), slice(fx0, fx1))
     sl_l = (slice(ly0, ly0 + fy1 - fy0), slice(lx0, lx0 + fx1 - fx0))
-    off = long_side * scene_rng.uniform(0.01, 0.03)
-    shadow = soft_shadow(rot[..., 3], long_side * scene_rng.uniform(0.01, 0.03), (round(-ly * off), round(-lx * off)))
+    return sl_f, sl_l
+
+
+def _composite(
+    scene: _Scene,
+    part: _RotatedPart,
+    sl_f: tuple[slice, slice],
+    sl_l: tuple[slice, slice],
+    size: tuple[int, int],
+) -> np.ndarray:
+    """Draw the belt, cast the part's soft shadow, lay the part over it, then light and noise.
+
+    Returns:
+        float32 (3, H, W) planes, before conversion to uint8.
+    """
+    scene_rng = scene.scene_rng
+    ly, lx = scene.light_frame
+    img = draw_belt(scene_rng, size)
+    off = scene.long_side * scene_rng.uniform(0.01, 0.03)
+    shadow = soft_shadow(
+        part.rgba[..., 3], scene.long_side * scene_rng.uniform(0.01, 0.03), (round(-ly * off), round(-lx * off))
+    )
     shadow_k = np.float32(scene_rng.uniform(0.25, 0.55))
-    a = rot_alpha[sl_l]
+    a = part.alpha[sl_l]
     keep = (1 - a) * (1 - shadow_k * shadow[sl_l])
     for c in range(3):
         p = img[c][sl_f]
         p *= keep
-        p += a * rot[..., c][sl_l].astype(np.float32)
-
-    apply_gain(img, illumination_gain(scene_rng, (h, w)), scene_rng)
+        p += a * part.rgba[..., c][sl_l].astype(np.float32)
+    apply_gain(img, illumination_gain(scene_rng, size), scene_rng)
     add_sensor_noise(img, scene_rng)
+    return img
+
+
+def _frame_masks(
+    part: _RotatedPart,
+    sl_f: tuple[slice, slice],
+    sl_l: tuple[slice, slice],
+    size: tuple[int, int],
+    defect_type: str | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Paste the canvas masks into frame-sized (region, intact region, defect) masks.
+
+    For geometric defects the defect mask is the changed component pixels, taken from the same
+    resampled masks the region comes from, so the masks agree exactly: missing = intact minus
+    what is left, bend = gained or lost pixels.
+    """
 
     def paste(local: np.ndarray) -> np.ndarray:
-        out = np.zeros((h, w), bool)
+        out = np.zeros(size, bool)
         out[sl_f] = local[sl_l]
         return out
 
-    region = paste(rot_region)
-    intact = paste(rot_intact) if defect_type in GEOMETRIC_DEFECTS else region
-    defect = paste(rot_defect)
+    region = paste(part.region)
+    intact = paste(part.intact) if defect_type in GEOMETRIC_DEFECTS else region
+    defect = paste(part.defect)
     if defect_type in GEOMETRIC_DEFECTS:
-        # Changed component pixels, from the same resampled masks the region comes from, so the
-        # masks agree exactly: missing = intact minus what is left, bend = gained or lost pixels.
         changed = intact & ~region if defect_type == "missing" else intact ^ region
         if changed.any():
             defect = changed
-    if defect_type is not None and not defect.any():
-        raise RuntimeError(f"internal error: {defect_type} defect for key {tuple(key)} has an empty mask")
-    info: dict[str, object] = {
-        "family": shape.family,
-        "material": material.name,
-        "texture": shape.texture,
-        "angle": round(angle, 2),
-        "long_side": round(long_side, 1),
-    }
-    return Frame(to_uint8(img), region, intact, defect, defect_type, info)
+    return region, intact, defect
 
 
 def _place_1d(u: float, b0: int, b1: int, n: int, margin: int) -> int:

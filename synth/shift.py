@@ -123,40 +123,20 @@ def generate_shift(
     Returns:
         A summary of what was written.
     """
-    if int(images) != images or images < 1:
-        raise ValueError(f"images must be a whole number >= 1 (got {images}); ask for at least one frame")
-    if not 0.0 <= defect_rate <= 1.0:
-        raise ValueError(f"defect_rate must be within [0, 1] (got {defect_rate}); e.g. 0.2 for 20 % defective")
+    images = _check_images(images, defect_rate)
     size = check_size(size)
     seed = check_seed(seed)
-    images = int(images)
     out = Path(out)
-    frames_dir = out / "frames"
-    dmask_dir = out / "masks" / "defects"
-    rmask_dir = out / "masks" / "regions"
-    for d in (frames_dir, dmask_dir, rmask_dir):
-        d.mkdir(parents=True, exist_ok=True)
-        clear_generated(d, ["frame_*.png"])
-
+    frames_dir, dmask_dir, rmask_dir = _prepare_dirs(out)
     plan = plan_defects(images, defect_rate, seed)
-    rows: list[tuple[str, str, str]] = []
-    by_type = dict.fromkeys(DEFECT_TYPES, 0)
     with BackgroundWriter() as writer:
-        for i, kind in enumerate(plan):
-            frame = render_frame(size, (seed, i), kind, product)
-            name = f"frame_{i:05d}.png"
-            writer.submit(_write_frame, frames_dir / name, dmask_dir / name, rmask_dir / name, frame)
-            rows.append((name, "good" if kind is None else "defect", kind or ""))
-            if kind is not None:
-                by_type[kind] += 1
-            if progress is not None:
-                progress(i + 1)
-
+        rows = _render_plan(plan, size, seed, product, (frames_dir, dmask_dir, rmask_dir), writer, progress)
+    by_type = dict.fromkeys(DEFECT_TYPES, 0)
+    for kind in plan:
+        if kind is not None:
+            by_type[kind] += 1
     labels = out / "labels.csv"
-    with labels.open("w", newline="") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(["file", "label", "defect_type"])
-        writer.writerows(rows)
+    _write_labels(labels, rows)
     return ShiftSummary(
         out=out,
         frames_dir=frames_dir,
@@ -169,3 +149,63 @@ def generate_shift(
         size=size,
         seed=seed,
     )
+
+
+def _check_images(images: int, defect_rate: float) -> int:
+    """Validate the frame count and defect rate before any folder is touched; returns the count as int."""
+    if int(images) != images or images < 1:
+        raise ValueError(f"images must be a whole number >= 1 (got {images}); ask for at least one frame")
+    if not 0.0 <= defect_rate <= 1.0:
+        raise ValueError(f"defect_rate must be within [0, 1] (got {defect_rate}); e.g. 0.2 for 20 % defective")
+    return int(images)
+
+
+def _prepare_dirs(out: Path) -> tuple[Path, Path, Path]:
+    """Create the frame and mask folders and clear frames a previous run left there.
+
+    Returns:
+        (frames, defect masks, region masks) folders.
+    """
+    frames_dir = out / "frames"
+    dmask_dir = out / "masks" / "defects"
+    rmask_dir = out / "masks" / "regions"
+    for d in (frames_dir, dmask_dir, rmask_dir):
+        d.mkdir(parents=True, exist_ok=True)
+        clear_generated(d, ["frame_*.png"])
+    return frames_dir, dmask_dir, rmask_dir
+
+
+def _render_plan(
+    plan: list[str | None],
+    size: tuple[int, int],
+    seed: int,
+    product: int | None,
+    dirs: tuple[Path, Path, Path],
+    writer: BackgroundWriter,
+    progress: Callable[[int], None] | None,
+) -> list[tuple[str, str, str]]:
+    """Render each planned frame and hand its PNGs to the background writer.
+
+    Rendering stays on this thread while PNG encoding overlaps with the next frame.
+
+    Returns:
+        labels.csv rows ``(file, label, defect_type)``.
+    """
+    frames_dir, dmask_dir, rmask_dir = dirs
+    rows: list[tuple[str, str, str]] = []
+    for i, kind in enumerate(plan):
+        frame = render_frame(size, (seed, i), kind, product)
+        name = f"frame_{i:05d}.png"
+        writer.submit(_write_frame, frames_dir / name, dmask_dir / name, rmask_dir / name, frame)
+        rows.append((name, "good" if kind is None else "defect", kind or ""))
+        if progress is not None:
+            progress(i + 1)
+    return rows
+
+
+def _write_labels(path: Path, rows: list[tuple[str, str, str]]) -> None:
+    """Write labels.csv with a header and Unix line endings."""
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(["file", "label", "defect_type"])
+        writer.writerows(rows)

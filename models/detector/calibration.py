@@ -156,25 +156,46 @@ def calibrate(
     if normal_scores.size == 0 or normal_maps.size == 0:
         raise ValueError("calibration needs held-out normal images; use val_fraction > 0.")
     if defect_scores is None or defect_maps is None or defect_masks is None:
-        threshold = normal_threshold(normal_scores, quantile, margin)
-        return Calibration(
-            image_threshold=threshold,
-            pixel_threshold=threshold,
-            image_min=float(normal_scores.min()),
-            image_max=float(normal_scores.max()),
-            pixel_min=float(normal_maps.min()),
-            pixel_max=float(normal_maps.max()),
-            method="normal-quantile",
-            details={
-                "rule": f"q{quantile:g} + {margin:g} * (q{quantile:g} - median) of held-out normal image scores; "
-                "pixel threshold = image threshold",
-                "quantile": quantile,
-                "margin": margin,
-                "n_normal": int(normal_scores.size),
-                "normal_score_median": float(np.median(normal_scores)),
-                "normal_score_quantile": float(np.quantile(normal_scores, quantile)),
-            },
-        )
+        return _normal_only(normal_scores, normal_maps, quantile, margin)
+    return _f1_optimal(normal_scores, normal_maps, defect_scores, defect_maps, defect_masks, quantile, margin)
+
+
+def _normal_only(normal_scores: np.ndarray, normal_maps: np.ndarray, quantile: float, margin: float) -> Calibration:
+    """The normal-only rule, for when no labelled defects exist: one threshold for images and pixels."""
+    threshold = normal_threshold(normal_scores, quantile, margin)
+    return Calibration(
+        image_threshold=threshold,
+        pixel_threshold=threshold,
+        image_min=float(normal_scores.min()),
+        image_max=float(normal_scores.max()),
+        pixel_min=float(normal_maps.min()),
+        pixel_max=float(normal_maps.max()),
+        method="normal-quantile",
+        details={
+            "rule": f"q{quantile:g} + {margin:g} * (q{quantile:g} - median) of held-out normal image scores; "
+            "pixel threshold = image threshold",
+            "quantile": quantile,
+            "margin": margin,
+            "n_normal": int(normal_scores.size),
+            "normal_score_median": float(np.median(normal_scores)),
+            "normal_score_quantile": float(np.quantile(normal_scores, quantile)),
+        },
+    )
+
+
+def _f1_optimal(
+    normal_scores: np.ndarray,
+    normal_maps: np.ndarray,
+    defect_scores: np.ndarray,
+    defect_maps: np.ndarray,
+    defect_masks: np.ndarray,
+    quantile: float,
+    margin: float,
+) -> Calibration:
+    """F1-optimal image and pixel thresholds over held-out normals plus labelled images.
+
+    The normal-only threshold is recorded alongside, so the two rules can be compared.
+    """
     defect_scores = np.asarray(defect_scores, dtype=np.float64).ravel()
     defect_maps = np.asarray(defect_maps, dtype=np.float32)
     defect_masks = np.asarray(defect_masks).astype(bool)

@@ -156,6 +156,33 @@ def fit_fusion_weights(
             "the detector gives non-finite anomaly maps on synthetic anomalies, so its fusion weights cannot be "
             "fitted; the trained weights are unusable. Retrain with a lower learning rate (--lr)."
         )
+    features, targets = _fit_pixels(level_maps, masks, rng)
+    equal_weights, loss_equal = _fit_logistic(features, targets, fit_weights=False, steps=steps)
+    weights, loss_fitted = _fit_weights_or_mean(features, targets, steps, loss_equal)
+    _write_fusion_weights(model, weights)
+    labels = targets.numpy() > 0.5
+    return FusionFitResult(
+        weights=[float(w) for w in weights],
+        loss_equal=loss_equal,
+        loss_fitted=loss_fitted,
+        synthetic_pixel_auroc_equal=auroc(labels, (features @ equal_weights).numpy()),
+        synthetic_pixel_auroc_fitted=auroc(labels, (features @ weights).numpy()),
+        n_images=int(n_images),
+        seconds=time.perf_counter() - start_time,
+    )
+
+
+def _fit_pixels(
+    level_maps: torch.Tensor, masks: torch.Tensor, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-pixel level features ``(P, levels)`` and targets ``(P,)``, class-balanced to :data:`MAX_FIT_PIXELS`.
+
+    Subsampling bounds the L-BFGS cost; taking half anomalous and half normal pixels keeps the rare anomalous
+    ones all in when they are few.
+
+    Raises:
+        RuntimeError: When the synthetic masks are all empty (nothing to fit against).
+    """
     features = level_maps.permute(0, 2, 3, 1).reshape(-1, level_maps.shape[1]).clone()
     targets = masks.reshape(-1).clone()
     if targets.sum() == 0:
@@ -169,23 +196,23 @@ def fit_fusion_weights(
             rng.choice(negative, size=min(half, len(negative)), replace=False),
         ]
         features, targets = features[torch.from_numpy(keep)], targets[torch.from_numpy(keep)]
-    equal_weights, loss_equal = _fit_logistic(features, targets, fit_weights=False, steps=steps)
+    return features, targets
+
+
+def _fit_weights_or_mean(
+    features: torch.Tensor, targets: torch.Tensor, steps: int, loss_equal: float
+) -> tuple[torch.Tensor, float]:
+    """Fit the weights; if that fit goes non-finite, fall back to equal weights (what RD4AD uses)."""
     try:
-        weights, loss_fitted = _fit_logistic(features, targets, fit_weights=True, steps=steps)
-    except FloatingPointError as error:  # the refinement failed: keep the mean, which is what RD4AD uses
+        return _fit_logistic(features, targets, fit_weights=True, steps=steps)
+    except FloatingPointError as error:
         logger.warning("%s; the anomaly maps are averaged with equal weights instead", error)
-        weights, loss_fitted = torch.full((features.shape[1],), 1.0 / features.shape[1]), loss_equal
+        return torch.full((features.shape[1],), 1.0 / features.shape[1]), loss_equal
+
+
+def _write_fusion_weights(model: ReverseDistillation, weights: torch.Tensor) -> None:
+    """Write ``weights`` into the model's 1x1 fusion convolution, bias 0, so the fused map is their convex sum."""
     with torch.no_grad():
         conv = model.anomaly_map_generator.fusion
         conv.weight.copy_(weights.view_as(conv.weight).to(conv.weight))
         conv.bias.zero_()
-    labels = targets.numpy() > 0.5
-    return FusionFitResult(
-        weights=[float(w) for w in weights],
-        loss_equal=loss_equal,
-        loss_fitted=loss_fitted,
-        synthetic_pixel_auroc_equal=auroc(labels, (features @ equal_weights).numpy()),
-        synthetic_pixel_auroc_fitted=auroc(labels, (features @ weights).numpy()),
-        n_images=int(n_images),
-        seconds=time.perf_counter() - start_time,
-    )

@@ -12,9 +12,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,13 +28,13 @@ from models.detector.builder import build_detector
 from models.detector.calibration import Calibration, calibrate
 from models.detector.config import DetectorConfig
 from models.detector.data import load_images_uint8, load_mask, scan_mvtec, split_train_val, uint8_to_input
+from models.detector.distillation import distil, image_batches
 from models.detector.inference import score_images
-from models.detector.loss import ReverseDistillationLoss
 from models.detector.map_weights_fit import fit_fusion_weights
 from models.detector.network import ReverseDistillation
 from models.detector.recipes import DetectorRecipe, training_recipe
 from models.divergence_guard import DivergenceGuard, TrainingDivergedError
-from models.training_run import EpochCallback, EpochHistory, TimeBudget, seed_everything
+from models.training_run import EpochCallback, TimeBudget, seed_everything
 
 logger = logging.getLogger(__name__)
 
@@ -99,22 +100,6 @@ class DetectorTrainResult:
         }
 
 
-def _batches(images: torch.Tensor, batch_size: int, device: torch.device) -> Any:
-    for start in range(0, len(images), batch_size):
-        yield uint8_to_input(images[start : start + batch_size]).to(device)
-
-
-@torch.no_grad()
-def _mean_loss(model: ReverseDistillation, images: torch.Tensor, batch_size: int, device: torch.device) -> float:
-    model.eval()
-    criterion = ReverseDistillationLoss()
-    total = 0.0
-    for batch in _batches(images, batch_size, device):
-        teacher_features, student_features = model(batch)
-        total += float(criterion(teacher_features, student_features)) * len(batch)
-    return total / max(len(images), 1)
-
-
 def _labelled_set(data_dir: str | Path, image_size: int) -> tuple[torch.Tensor, np.ndarray]:
     index = scan_mvtec(data_dir, need_train=False, need_test=True)
     images = load_images_uint8([s.path for s in index.test], image_size)
@@ -163,147 +148,174 @@ def train_detector(
         The trained, calibrated model and a record of the run.
     """
     total_start = time.perf_counter()
+    config, recipe, device = _resolve_run(config, recipe, device, settings)
+    seed_everything(seed)
+    data = _load_split(data_dir, config.image_size, recipe.val_fraction, seed)
+    model = build_detector(config).to(device)
+    _prepare_teacher(model, config, data.train_images, recipe.batch_size, device)
+    fit = fit_fusion and config.fusion_weights is None
+    phases = _run_phases(model, data, recipe, seed, TimeBudget(max_minutes), on_epoch, fit, labelled_dir)
+    phases.seconds["total"] = time.perf_counter() - total_start
+    return DetectorTrainResult(
+        model=model,
+        config=config,
+        calibration=phases.calibration,
+        history=phases.history,
+        train_names=[p.name for p in data.train_paths],
+        val_names=[p.name for p in data.val_paths],
+        epochs_completed=len(phases.history),
+        stopped_by_time=phases.stopped_by_time,
+        fusion=phases.fusion,
+        seconds=phases.seconds,
+        divergence=phases.guard.summary(),
+        weights_info=model.weights_info,
+        seed=seed,
+        hyperparameters=_hyperparameters(recipe, max_minutes, fit_fusion, labelled_dir),
+    )
+
+
+def _resolve_run(
+    config: DetectorConfig | dict[str, Any],
+    recipe: DetectorRecipe | None,
+    device: str | torch.device,
+    settings: dict[str, Any],
+) -> tuple[DetectorConfig, DetectorRecipe, torch.device]:
+    """Turn the caller's arguments into a config, the family's recipe with overrides, and a device.
+
+    Raises:
+        ValueError: For a batch size below 2 (the student's BatchNorm cannot train on one image).
+    """
     config = DetectorConfig.from_dict(config) if isinstance(config, dict) else config
     recipe = (recipe or training_recipe(config.backbone)).with_overrides(**settings)
     device = torch.device(device)
     if recipe.batch_size < 2:
         raise ValueError(f"batch_size must be at least 2 (BatchNorm in the student), got {recipe.batch_size}")
-    seed_everything(seed)
-    index = scan_mvtec(data_dir, need_train=True)
-    train_paths, val_paths = split_train_val(index.train, recipe.val_fraction, seed)
-    if len(train_paths) < 2:
-        raise ValueError(f"need at least 2 training images after the validation split, got {len(train_paths)}")
-    logger.info("detector training: %d train, %d validation images", len(train_paths), len(val_paths))
-    train_images = load_images_uint8(train_paths, config.image_size)
-    val_images = load_images_uint8(val_paths, config.image_size)
-
-    model = build_detector(config).to(device)
-    if config.recalibrate_teacher_batchnorm:
-        model.teacher.recalibrate_batchnorm(_batches(train_images, recipe.batch_size, device))
-    if config.feature_standardisation:
-        model.teacher.fit_standardisation(_batches(train_images, recipe.batch_size, device))
-
-    distill_start = time.perf_counter()
-    budget = TimeBudget(max_minutes)
-    history, stopped_by_time, guard = _distil(model, train_images, val_images, recipe, seed, budget, on_epoch)
-    distill_seconds = time.perf_counter() - distill_start
-    model.eval()
-
-    fusion_start = time.perf_counter()
-    fusion: dict[str, Any] = {"fitted": False, "weights": model.anomaly_map_generator.fusion_weights}
-    if fit_fusion and config.fusion_weights is None:
-        fit = fit_fusion_weights(
-            model, train_images, n_images=recipe.fusion_images, batch_size=recipe.batch_size, seed=seed
-        )
-        fusion = {"fitted": True, **fit.to_dict()}
-    fusion_seconds = time.perf_counter() - fusion_start
-
-    calibration_start = time.perf_counter()
-    if not len(val_images):
-        logger.warning("no held-out normal images (val_fraction=0): calibrating on training images, optimistic")
-    calibration = _calibrate(model, val_images if len(val_images) else train_images, labelled_dir, recipe, guard)
-    calibration_seconds = time.perf_counter() - calibration_start
-
-    return DetectorTrainResult(
-        model=model,
-        config=config,
-        calibration=calibration,
-        history=history,
-        train_names=[p.name for p in train_paths],
-        val_names=[p.name for p in val_paths],
-        epochs_completed=len(history),
-        stopped_by_time=stopped_by_time,
-        fusion=fusion,
-        seconds={
-            "distillation": distill_seconds,
-            "fusion": fusion_seconds,
-            "calibration": calibration_seconds,
-            "total": time.perf_counter() - total_start,
-        },
-        divergence=guard.summary(),
-        weights_info=model.weights_info,
-        seed=seed,
-        hyperparameters={
-            **recipe.training_settings(),
-            "betas": list(recipe.betas),
-            "recipe_family": recipe.family,
-            "max_minutes": max_minutes,
-            "fit_fusion": fit_fusion,
-            "labelled_dir": str(labelled_dir) if labelled_dir is not None else None,
-        },
-    )
+    return config, recipe, device
 
 
-def _distil(
+@dataclass
+class _Phases:
+    """Outcome of the three training phases and their wall times."""
+
+    history: list[dict[str, Any]]
+    stopped_by_time: bool
+    guard: DivergenceGuard
+    fusion: dict[str, Any]
+    calibration: Calibration
+    seconds: dict[str, float]
+
+
+def _run_phases(
     model: ReverseDistillation,
-    train_images: torch.Tensor,
-    val_images: torch.Tensor,
+    data: _TrainingData,
     recipe: DetectorRecipe,
     seed: int,
     budget: TimeBudget,
     on_epoch: EpochCallback | None,
-) -> tuple[list[dict[str, Any]], bool, DivergenceGuard]:
-    """The distillation phase: bottleneck and student learn the teacher's features under the cosine loss.
+    fit_fusion: bool,
+    labelled_dir: str | Path | None,
+) -> _Phases:
+    """Distil, fit the fusion weights (when ``fit_fusion``), then calibrate, timing each phase."""
+    seconds: dict[str, float] = {}
+    with _timed(seconds, "distillation"):
+        history, stopped_by_time, guard = distil(
+            model, data.train_images, data.val_images, recipe, seed, budget, on_epoch
+        )
+    model.eval()
+    with _timed(seconds, "fusion"):
+        fusion = _fit_fusion(model, data.train_images, recipe, seed, fit_fusion)
+    with _timed(seconds, "calibration"):
+        calibration = _calibrate(model, data.normal_images(), labelled_dir, recipe, guard)
+    return _Phases(history, stopped_by_time, guard, fusion, calibration, seconds)
+
+
+@dataclass
+class _TrainingData:
+    """The seeded train/validation split of ``train/good``: file paths and decoded uint8 images."""
+
+    train_paths: list[Path]
+    val_paths: list[Path]
+    train_images: torch.Tensor
+    val_images: torch.Tensor
+
+    def normal_images(self) -> torch.Tensor:
+        """Held-out normal images to calibrate on; the training images (with a warning) when none were held out."""
+        if len(self.val_images):
+            return self.val_images
+        logger.warning("no held-out normal images (val_fraction=0): calibrating on training images, optimistic")
+        return self.train_images
+
+
+@contextlib.contextmanager
+def _timed(seconds: dict[str, float], phase: str) -> Iterator[None]:
+    """Record the wall time of the ``with`` block as ``seconds[phase]``, for the run's per-phase timing."""
+    start = time.perf_counter()
+    yield
+    seconds[phase] = time.perf_counter() - start
+
+
+def _load_split(data_dir: str | Path, image_size: int, val_fraction: float, seed: int) -> _TrainingData:
+    """Split ``train/good`` deterministically from the seed and load both parts at the model's input size.
+
+    Raises:
+        ValueError: When fewer than two training images remain (the student's BatchNorm needs two).
+    """
+    index = scan_mvtec(data_dir, need_train=True)
+    train_paths, val_paths = split_train_val(index.train, val_fraction, seed)
+    if len(train_paths) < 2:
+        raise ValueError(f"need at least 2 training images after the validation split, got {len(train_paths)}")
+    logger.info("detector training: %d train, %d validation images", len(train_paths), len(val_paths))
+    train_images = load_images_uint8(train_paths, image_size)
+    val_images = load_images_uint8(val_paths, image_size)
+    return _TrainingData(list(train_paths), list(val_paths), train_images, val_images)
+
+
+def _prepare_teacher(
+    model: ReverseDistillation,
+    config: DetectorConfig,
+    train_images: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
+) -> None:
+    """Adapt the frozen teacher to the training images before distillation, as the config asks.
+
+    Re-estimating BatchNorm statistics and/or measuring per-channel feature statistics both read the
+    training images only, so the validation images stay unseen.
+    """
+    if config.recalibrate_teacher_batchnorm:
+        model.teacher.recalibrate_batchnorm(image_batches(train_images, batch_size, device))
+    if config.feature_standardisation:
+        model.teacher.fit_standardisation(image_batches(train_images, batch_size, device))
+
+
+def _fit_fusion(
+    model: ReverseDistillation, train_images: torch.Tensor, recipe: DetectorRecipe, seed: int, fit: bool
+) -> dict[str, Any]:
+    """Fit the fusion weights on synthetic anomalies when ``fit``; otherwise record the fixed ones.
 
     Returns:
-        The epoch history, whether the budget ended it, and the divergence guard (its record and last finite
-        weights). The model ends on finite weights, or :class:`TrainingDivergedError` is raised.
+        The fusion record for the training summary (``fitted`` plus the weights and fit statistics).
     """
-    device = next(model.parameters()).device
-    batch_size = recipe.batch_size
-    optimiser = torch.optim.Adam(model.trainable_parameters(), lr=recipe.lr, betas=recipe.betas)
-    criterion = ReverseDistillationLoss()
-    generator = torch.Generator().manual_seed(seed)
-    guard = DivergenceGuard([model.bottleneck, model.student], optimiser)
-    history = EpochHistory(logger, budget, on_epoch)
-    stopped_by_time = False
-    for epoch in range(1, recipe.epochs + 1):
-        epoch_start = time.monotonic()
-        model.train()
-        order = torch.randperm(len(train_images), generator=generator)
-        running, seen = 0.0, 0
-        for start in range(0, len(order), batch_size):
-            ids = order[start : start + batch_size]
-            if len(ids) < 2:  # BatchNorm cannot train on a single image
-                continue
-            teacher_features, student_features = model(uint8_to_input(train_images[ids]).to(device))
-            loss = criterion(teacher_features, student_features)
-            features = {"teacher features": teacher_features, "student features": student_features}
-            if not guard.step_is_finite(loss, epoch, start // batch_size, features):
-                if guard.stopped:
-                    break
-                continue
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            running += float(loss.detach()) * len(ids)
-            seen += len(ids)
-            if budget.exceeded():
-                stopped_by_time = True
-                break
-        measured: dict[str, Any] = {"loss": running / max(seen, 1)}
-        if len(val_images):
-            measured["val_loss"] = _mean_loss(model, val_images, batch_size, device)
-        if guard.events and guard.events[-1]["epoch"] == epoch:
-            measured["nonfinite_steps"] = sum(1 for event in guard.events if event["epoch"] == epoch)
-        if seen and math.isfinite(measured["loss"]) and math.isfinite(measured.get("val_loss", 0.0)):
-            guard.keep(after_epoch=True)
-        history.add(epoch, epoch_start, measured)
-        if stopped_by_time:
-            logger.info("detector training stopped: %s", budget.stop_reason(epoch))
-            break
-        if guard.stopped:
-            logger.warning("detector training stopped at epoch %d on the last finite weights (diverged)", epoch)
-            break
-    check_images = val_images if len(val_images) else train_images[:batch_size]
-    if not math.isfinite(_mean_loss(model, check_images, batch_size, device)):
-        guard.restore_after_training(len(history))
-        if not math.isfinite(_mean_loss(model, check_images, batch_size, device)):
-            raise TrainingDivergedError(
-                f"the detector gives non-finite outputs even on its last finite weights ({guard.summary()}); it "
-                "is not registered. Retrain with a lower learning rate (--lr)."
-            )
-    return history.entries, stopped_by_time, guard
+    if not fit:
+        return {"fitted": False, "weights": model.anomaly_map_generator.fusion_weights}
+    result = fit_fusion_weights(
+        model, train_images, n_images=recipe.fusion_images, batch_size=recipe.batch_size, seed=seed
+    )
+    return {"fitted": True, **result.to_dict()}
+
+
+def _hyperparameters(
+    recipe: DetectorRecipe, max_minutes: float | None, fit_fusion: bool, labelled_dir: str | Path | None
+) -> dict[str, Any]:
+    """The run's training settings, JSON-ready, so the package records how the model was made."""
+    return {
+        **recipe.training_settings(),
+        "betas": list(recipe.betas),
+        "recipe_family": recipe.family,
+        "max_minutes": max_minutes,
+        "fit_fusion": fit_fusion,
+        "labelled_dir": str(labelled_dir) if labelled_dir is not None else None,
+    }
 
 
 def _calibrate(

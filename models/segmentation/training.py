@@ -195,37 +195,12 @@ def _train(
             "model was not trained at; set SegmenterConfig(input_long_side=%d) unless this is intended",
             recipe.image_size, config.input_long_side, recipe.image_size,
         )  # fmt: skip
-    names = list(list_samples(data_dir))
-    train_names, val_names = split_train_val(names, recipe.val_fraction, run.seed, run.label_fraction)
-    size, classes = recipe.image_size, config.num_classes
-    train_set = SegmentationFolder(data_dir, size, train_names, augment=run.augment, num_classes=classes)
-    val_set = SegmentationFolder(data_dir, size, val_names, augment=None, num_classes=classes)
-
+    train_names, val_names, train_set, val_set = _datasets(config, data_dir, recipe, run)
     model = build_segmenter(config).to(device)
     memory_format = torch.channels_last if recipe.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
-    steps_per_epoch = max(math.ceil(len(train_set) / recipe.batch_size), recipe.min_steps_per_epoch)
-    sampler = RandomSampler(
-        train_set,
-        num_samples=steps_per_epoch * recipe.batch_size,
-        generator=torch.Generator().manual_seed(run.seed),
-    )
-    loader = DataLoader(
-        train_set, batch_size=recipe.batch_size, sampler=sampler, drop_last=True, collate_fn=pad_collate
-    )
-    record = {
-        **recipe.training_settings(),
-        "recipe_family": recipe.family,
-        "label_fraction": run.label_fraction,
-        "seed": run.seed,
-        "max_minutes": run.budget.max_minutes,
-        "steps_per_epoch": steps_per_epoch,
-        "optimizer": "AdamW",
-        "loss": "cross_entropy + soft_dice",
-        "augment": run.augment.to_dict(),
-        "device": str(device),
-        "encoder_weights": model.weights_info.source,
-    }
+    loader, steps_per_epoch = _loader(train_set, recipe, run.seed)
+    record = _record(recipe, run, steps_per_epoch, device, model)
     logger.info(
         "training segmenter %s on %d frames (%d validation), %d steps/epoch, up to %d epochs%s",
         config.backbone, len(train_set), len(val_set), steps_per_epoch, recipe.epochs,
@@ -251,6 +226,57 @@ def _train(
         recipe=record,
         divergence=loop.guard.summary(),
     )
+
+
+def _datasets(
+    config: SegmenterConfig, data_dir: str | Path, recipe: SegmenterRecipe, run: _Run
+) -> tuple[list[str], list[str], SegmentationFolder, SegmentationFolder]:
+    """Split the samples (seeded, ``label_fraction`` of the training ones kept) and open both sets.
+
+    Only the training set is augmented; validation sees the frames as inference will.
+    """
+    names = list(list_samples(data_dir))
+    train_names, val_names = split_train_val(names, recipe.val_fraction, run.seed, run.label_fraction)
+    size, classes = recipe.image_size, config.num_classes
+    train_set = SegmentationFolder(data_dir, size, train_names, augment=run.augment, num_classes=classes)
+    val_set = SegmentationFolder(data_dir, size, val_names, augment=None, num_classes=classes)
+    return train_names, val_names, train_set, val_set
+
+
+def _loader(train_set: SegmentationFolder, recipe: SegmenterRecipe, seed: int) -> tuple[DataLoader, int]:
+    """Loader and steps per epoch: a seeded sampler drawing a fixed number of full batches per epoch.
+
+    At least ``min_steps_per_epoch`` steps, so an epoch on a small set is not just a step or two.
+    """
+    steps_per_epoch = max(math.ceil(len(train_set) / recipe.batch_size), recipe.min_steps_per_epoch)
+    sampler = RandomSampler(
+        train_set,
+        num_samples=steps_per_epoch * recipe.batch_size,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    loader = DataLoader(
+        train_set, batch_size=recipe.batch_size, sampler=sampler, drop_last=True, collate_fn=pad_collate
+    )
+    return loader, steps_per_epoch
+
+
+def _record(
+    recipe: SegmenterRecipe, run: _Run, steps_per_epoch: int, device: torch.device, model: AmamUNet
+) -> dict[str, Any]:
+    """The run's hyper-parameters, JSON-safe, for experiment tracking and the model package."""
+    return {
+        **recipe.training_settings(),
+        "recipe_family": recipe.family,
+        "label_fraction": run.label_fraction,
+        "seed": run.seed,
+        "max_minutes": run.budget.max_minutes,
+        "steps_per_epoch": steps_per_epoch,
+        "optimizer": "AdamW",
+        "loss": "cross_entropy + soft_dice",
+        "augment": run.augment.to_dict(),
+        "device": str(device),
+        "encoder_weights": model.weights_info.source,
+    }
 
 
 class _Loop:
