@@ -134,6 +134,44 @@ def list_digest(names: list[str]) -> str:
     return hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()
 
 
+def _training_set(
+    settings: Settings, chosen: list[str], seg_ref: ModelRef, good_dir: str | None, batch_size: int
+) -> tuple[Path, dict[str, str]]:
+    """Crop the chosen shifts' training frames (and copy a curated folder) into a new dataset folder of the
+    workspace; returns it with the lineage tags that say what went in.
+
+    Raises:
+        DataError: Fewer than 8 images in all: too little to train on.
+    """
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    dataset = settings.home / "datasets" / f"retrain-{stamp}"
+    good = dataset / "train" / "good"
+    good.mkdir(parents=True, exist_ok=True)
+    names, used_shifts, verdict_tags = _crops_of_recent_shifts(settings, chosen, seg_ref, good, batch_size)
+    if good_dir:
+        names.extend(_copy_curated(Path(good_dir).expanduser(), good))
+    if len(names) < 8:
+        raise DataError(
+            f"only {len(names)} training images (shifts: {', '.join(chosen) or 'none'}); score more shifts, "
+            "widen --since-days, or add a curated folder with --good-dir"
+        )
+    digest = list_digest(names)
+    get_run_logger().info(
+        "retraining on %d images from %d shifts (digest %s)", len(names), len(used_shifts), digest[:12]
+    )
+    (dataset / "training_list.txt").write_text("\n".join(sorted(names)) + "\n")
+    lineage = {
+        "shifts": ",".join(used_shifts) or "none",
+        "frame_count": str(len(names)),
+        "training_list_sha256": digest,
+        "curated_dir": str(good_dir) if good_dir else "none",
+        "segmenter_for_crops": seg_ref.uri,
+        "dataset_dir": str(dataset),
+        **verdict_tags,
+    }
+    return dataset, lineage
+
+
 @flow(name="retrain", log_prints=True, task_runner=default_task_runner())
 def retrain(
     home: str | None = None,
@@ -173,35 +211,12 @@ def retrain(
             a state-dict path, or ``"none"`` (random: the run says so).
         encoder_weights: Segmenter encoder weights (with ``seg_data``), same choices.
     """
-    logger = get_run_logger()
     settings = load_settings(home).ensure()
     evaluation = evaluation_set(settings, "detector", eval_data)
     chosen = select_shifts(settings, shifts, since_days)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-    dataset = settings.home / "datasets" / f"retrain-{stamp}"
-    good = dataset / "train" / "good"
-    good.mkdir(parents=True, exist_ok=True)
-    seg_ref = pin_model(settings, segmenter, "segmenter")
-    names, used_shifts, verdict_tags = _crops_of_recent_shifts(settings, chosen, seg_ref, good, batch_size)
-    if good_dir:
-        names.extend(_copy_curated(Path(good_dir).expanduser(), good))
-    if len(names) < 8:
-        raise DataError(
-            f"only {len(names)} training images (shifts: {', '.join(chosen) or 'none'}); score more shifts, "
-            "widen --since-days, or add a curated folder with --good-dir"
-        )
-    digest = list_digest(names)
-    logger.info("retraining on %d images from %d shifts (digest %s)", len(names), len(used_shifts), digest[:12])
-    lineage = {
-        "shifts": ",".join(used_shifts) or "none",
-        "frame_count": str(len(names)),
-        "training_list_sha256": digest,
-        "curated_dir": str(good_dir) if good_dir else "none",
-        "segmenter_for_crops": seg_ref.uri,
-        "dataset_dir": str(dataset),
-        **verdict_tags,
-    }
-    (dataset / "training_list.txt").write_text("\n".join(sorted(names)) + "\n")
+    dataset, lineage = _training_set(
+        settings, chosen, pin_model(settings, segmenter, "segmenter"), good_dir, batch_size
+    )
     result: dict[str, Any] = {"lineage": lineage}
     result["detector"] = train_detector_task(
         str(settings.home),

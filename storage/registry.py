@@ -253,6 +253,44 @@ def version_weights(settings: Settings, name: str, version: str | None) -> str:
     return weights_provenance(version_tags(settings, name, version))
 
 
+def _local_copy(settings: Settings, name: str, version: str, tags: dict[str, str]) -> Path:
+    """The workspace's checked copy of a registered version's files, downloaded when missing or damaged.
+
+    Each process downloads into its own staging folder and renames it into place, so workers that race here
+    never see half a copy.
+
+    Raises:
+        DamagedModel: The registry's files differ from the digests recorded when the version was registered.
+    """
+    cache = settings.models_dir / "registry" / name / version
+    if (cache / ".complete").is_file() and _digest_problem(cache, tags):  # the local copy was damaged: fetch again
+        shutil.rmtree(cache, ignore_errors=True)
+    if (cache / ".complete").is_file():
+        return cache
+    import mlflow
+
+    staging = cache.with_name(f".{version}.{uuid.uuid4().hex}.partial")  # one per process: workers race here
+    staging.mkdir(parents=True)
+    mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(staging))
+    problem = _digest_problem(staging, tags)
+    if problem:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise DamagedModel(
+            f"{name} v{version} in the registry is damaged: {problem}. Nothing was scored with it: score with "
+            f"another version (--{name} models:/{name}/<version>), put the previous champion back with "
+            f"'defectflow rollback --model {name}' if v{version} is the champion, or train and promote a new "
+            f"one ('defectflow train {name}')"
+        )
+    (staging / ".complete").touch()
+    try:
+        staging.rename(cache)
+    except OSError:  # another process finished first; its copy is identical
+        shutil.rmtree(staging, ignore_errors=True)
+    if not (cache / ".complete").is_file():
+        raise ModelNotFound(f"download of {name} v{version} into {cache} did not complete; run the command again")
+    return cache
+
+
 def resolve_model(settings: Settings, uri: str, kind: str) -> ResolvedModel:
     """Turn a model reference into a local model directory.
 
@@ -289,29 +327,5 @@ def resolve_model(settings: Settings, uri: str, kind: str) -> ResolvedModel:
             raise ModelNotFound(found_nothing) from error
         raise _unavailable(settings, uri, error) from error
     version, tags = str(found.version), dict(found.tags or {})
-    cache = settings.models_dir / "registry" / name / version
-    if (cache / ".complete").is_file() and _digest_problem(cache, tags):  # the local copy was damaged: fetch again
-        shutil.rmtree(cache, ignore_errors=True)
-    if not (cache / ".complete").is_file():
-        import mlflow
-
-        staging = cache.with_name(f".{version}.{uuid.uuid4().hex}.partial")  # one per process: workers race here
-        staging.mkdir(parents=True)
-        mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(staging))
-        problem = _digest_problem(staging, tags)
-        if problem:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise DamagedModel(
-                f"{name} v{version} in the registry is damaged: {problem}. Nothing was scored with it: score with "
-                f"another version (--{name} models:/{name}/<version>), put the previous champion back with "
-                f"'defectflow rollback --model {name}' if v{version} is the champion, or train and promote a new "
-                f"one ('defectflow train {name}')"
-            )
-        (staging / ".complete").touch()
-        try:
-            staging.rename(cache)
-        except OSError:  # another process finished first; its copy is identical
-            shutil.rmtree(staging, ignore_errors=True)
-        if not (cache / ".complete").is_file():
-            raise ModelNotFound(f"download of {name} v{version} into {cache} did not complete; run the command again")
+    cache = _local_copy(settings, name, version, tags)
     return ResolvedModel(local_dir=cache, uri=uri, name=name, version=version)

@@ -73,7 +73,18 @@ def write_report(
     ]
     if flagged.empty:
         parts.append("<p id='no-flagged'>No frame was flagged in this shift.</p>")
-    parts.append("<div class='grid' id='flagged'>")
+    parts += _flagged_figures(flagged, overlays)
+    parts += _not_scored_table(scores[scores["status"] != ScoreStatus.SCORED])
+    parts.append("</body></html>")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path
+
+
+def _flagged_figures(flagged: pd.DataFrame, overlays: dict[str, str]) -> list[str]:
+    """One figure per flagged frame: its overlay and a caption with score and box."""
+    esc = html.escape
+    parts = ["<div class='grid' id='flagged'>"]
     for row in flagged.itertuples(index=False):
         image_id = esc(row.image_id)
         picture = overlays.get(row.image_id)
@@ -83,21 +94,18 @@ def write_report(
             f"score {row.score:.3f} (raw {row.raw_score:.4f}) · box y{row.y0}:{row.y1} x{row.x0}:{row.x1}"
             "</figcaption></figure>"
         )
-    parts.append("</div>")
-    problems = scores[scores["status"] != ScoreStatus.SCORED]
-    if not problems.empty:
-        parts.append(
-            f"<h2>Not scored ({len(problems)})</h2><table><tr><th>frame</th><th>status</th><th>reason</th></tr>"
-        )
-        for row in problems.itertuples(index=False):
-            parts.append(
-                f"<tr><td>{esc(row.image_id)}</td><td>{esc(row.status)}</td><td>{esc(str(row.reason))}</td></tr>"
-            )
-        parts.append("</table>")
-    parts.append("</body></html>")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(parts), encoding="utf-8")
-    return path
+    return [*parts, "</div>"]
+
+
+def _not_scored_table(problems: pd.DataFrame) -> list[str]:
+    """The frames without a score, each with its status and reason (nothing when every frame was scored)."""
+    if problems.empty:
+        return []
+    esc = html.escape
+    parts = [f"<h2>Not scored ({len(problems)})</h2><table><tr><th>frame</th><th>status</th><th>reason</th></tr>"]
+    for row in problems.itertuples(index=False):
+        parts.append(f"<tr><td>{esc(row.image_id)}</td><td>{esc(row.status)}</td><td>{esc(str(row.reason))}</td></tr>")
+    return [*parts, "</table>"]
 
 
 def _legend(shift_id: str) -> str:
