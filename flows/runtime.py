@@ -179,3 +179,20 @@ def default_task_runner() -> DaskTaskRunner:
         return dask_task_runner(load_settings())
     except SettingsError:
         return DaskTaskRunner()
+
+
+def preload_on_workers(plugin: Any) -> bool:
+    """Register a Dask worker plugin on the current flow's cluster, under the plugin's name; ``False`` without one.
+
+    The call returns once every worker has run the plugin's ``setup``; workers that join later run it when they
+    join (the scheduler keeps the plugin). A plugin of the same name, a previous run's, is replaced. A flow run on
+    another task runner (tests, a deployment without Dask) preloads nothing.
+    """
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    runner = getattr(context, "task_runner", None)
+    if not isinstance(runner, DaskTaskRunner):
+        return False
+    runner.client.register_plugin(plugin, name=plugin.name)
+    return True

@@ -19,7 +19,7 @@ from prefect import flow, get_run_logger
 
 from flows.batching import batches
 from flows.progress import track_batches
-from flows.runtime import default_task_runner
+from flows.runtime import default_task_runner, preload_on_workers
 from models.errors import DefectflowError, TryAgainLater
 from storage.ids import validate_shift_id
 from storage.registry import resolve_model, version_weights
@@ -39,10 +39,12 @@ from storage.tables import (
     write_scores,
 )
 from storage.tracking import EXPERIMENT_SCORING, log_artifact, log_metrics, log_params, tracked_run
-from tasks.model_cache import ModelRef
+from tasks.model_preload import ModelPreload
+from tasks.model_ref import ModelRef
 from tasks.plots import histogram_plot
 from tasks.render_overlays import render_overlays
 from tasks.score_frames import PARTS_DIR, score_frames
+from tasks.scoring_phases import add_seconds
 
 DEFAULT_SEGMENTER = "models:/segmenter@champion"
 DEFAULT_DETECTOR = "models:/detector@champion"
@@ -241,8 +243,9 @@ def _score_shift(
     logger = get_run_logger()
     plan = _plan(settings, shift_id, segmenter, detector, one_stage, rescore)
     logger.info("shift %s: %d frames, %d to score", shift_id, len(plan.image_ids), len(plan.todo))
-    failed, lost, seconds = _run_batches(settings, shift_id, plan, batch_size)
-    scores = _collect(plan, failed)
+    run = _run_batches(settings, shift_id, plan, batch_size)
+    lost, seconds = run.lost, run.seconds
+    scores = _collect(plan, run.failed)
     if lost is not None:
         finished = int(scores["status"].isin(FINISHED).sum())
         raise SchedulerLost(
@@ -284,6 +287,8 @@ def _score_shift(
         "mlflow_not_logged": not_logged,
         "segmenter_version": refs[0].version if refs[0] else None,
         "detector_version": refs[1].version,
+        "batch_seconds": seconds,
+        "phase_seconds": run.phases,
     }
     logger.info("shift %s scored: %s", shift_id, summary)
     return summary
@@ -335,37 +340,47 @@ def _plan(settings: Settings, shift_id: str, segmenter: str, detector: str, one_
     return _Plan(results_dir, image_ids, refs, weights, [i for i in image_ids if i not in done])
 
 
-def _run_batches(
-    settings: Settings, shift_id: str, plan: _Plan, batch_size: int
-) -> tuple[list[dict[str, Any]], BaseException | None, float]:
-    """Score the frames still to do in batches on Dask.
+@dataclass
+class _Batches:
+    """How the batches of a run went: the rows of those that failed, the error if the scheduler went away, the
+    seconds taken (preload included) and the seconds the workers spent per phase (:mod:`tasks.scoring_phases`)."""
+
+    failed: list[dict[str, Any]]
+    lost: BaseException | None
+    seconds: float
+    phases: dict[str, float]
+
+
+def _run_batches(settings: Settings, shift_id: str, plan: _Plan, batch_size: int) -> _Batches:
+    """Preload the models on the workers, then score the frames still to do in batches on Dask.
 
     Each finished batch has written its records as a part table (tasks/score_frames.py): the flow keeps only the
-    rows of batches that failed. Returns those rows, the error if the scheduler went away (submitting stops then;
-    finished parts stay), and the seconds taken.
+    rows of batches that failed. Submitting stops if the scheduler goes away; finished parts stay.
     """
 
     def score(chunk: list[str]) -> Any:
         return score_frames.submit(str(settings.store_path), str(plan.results_dir), shift_id, chunk, *plan.refs)
 
     start = time.perf_counter()
-    failed: list[dict[str, Any]] = []
-    lost: BaseException | None = None
+    run = _Batches([], None, 0.0, {})
+    if plan.todo:
+        preload_on_workers(ModelPreload(*plan.refs))
     with _gpu_annotation():
         try:
             for chunk, future in track_batches(score, batches(plan.todo, batch_size), "scoring", "frames"):
                 try:
-                    future.result()
+                    add_seconds(run.phases, future.result().seconds)
                 except Exception as error:
                     if _scheduler_lost(error):  # not the batch's fault: its frames stay unscored for the re-run
-                        lost = error
+                        run.lost = error
                         break
-                    failed.extend(_failed_rows(chunk, error, plan.refs))  # failed after its retries; the rest goes on
+                    run.failed.extend(_failed_rows(chunk, error, plan.refs))  # after its retries; the rest goes on
         except Exception as error:  # submitting the next batch to a scheduler that went away
             if not _scheduler_lost(error):
                 raise
-            lost = error
-    return failed, lost, time.perf_counter() - start
+            run.lost = error
+    run.seconds = time.perf_counter() - start
+    return run
 
 
 def _collect(plan: _Plan, failed: list[dict[str, Any]]) -> pd.DataFrame:

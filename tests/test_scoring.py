@@ -28,7 +28,7 @@ from storage.settings import load_settings
 from storage.tables import SCORE_COLUMNS, read_manifest, read_scores
 from synth.frame import render_empty_belt
 from tasks import model_cache
-from tasks.model_cache import ModelRef
+from tasks.model_ref import ModelRef
 from tasks.score_frames import score_frames
 from tests.pipeline import SHIFT, Workspace, ingest_copy, runner, score_shift, shared_cluster
 
