@@ -19,7 +19,7 @@ from prefect import flow, get_run_logger
 
 from flows.batching import batches
 from flows.progress import track_batches
-from flows.runtime import default_task_runner, preload_on_workers
+from flows.runtime import default_task_runner, flow_client, preload_on_workers
 from models.errors import DefectflowError, TryAgainLater
 from storage.ids import validate_shift_id
 from storage.registry import resolve_model, version_weights
@@ -103,9 +103,9 @@ def _gpu_annotation() -> contextlib.AbstractContextManager[Any]:
     """Dask resource annotation ``GPU=1`` when the cluster's workers declare a GPU resource, else nothing."""
     try:
         import dask
-        from distributed import get_client
 
-        workers = get_client().scheduler_info(n_workers=-1)["workers"].values()
+        client = flow_client()
+        workers = client.scheduler_info(n_workers=-1)["workers"].values() if client else []
         if any(w.get("resources", {}).get("GPU") for w in workers):
             return dask.annotate(resources={"GPU": 1})
     except Exception:
@@ -241,7 +241,9 @@ def _score_shift(
 ) -> dict[str, Any]:
     """The work of :func:`nightly_scoring`, done while the shift's lock is held."""
     logger = get_run_logger()
+    started = time.perf_counter()
     plan = _plan(settings, shift_id, segmenter, detector, one_stage, rescore)
+    planned = time.perf_counter()
     logger.info("shift %s: %d frames, %d to score", shift_id, len(plan.image_ids), len(plan.todo))
     run = _run_batches(settings, shift_id, plan, batch_size)
     lost, seconds = run.lost, run.seconds
@@ -287,8 +289,13 @@ def _score_shift(
         "mlflow_not_logged": not_logged,
         "segmenter_version": refs[0].version if refs[0] else None,
         "detector_version": refs[1].version,
-        "batch_seconds": seconds,
-        "phase_seconds": run.phases,
+        "seconds": {
+            "plan": planned - started,
+            "preload": run.preload_seconds,
+            "batches": seconds - run.preload_seconds,
+            "finish": time.perf_counter() - planned - seconds,
+        },
+        "phase_seconds": run.phases,  # summed over the workers
     }
     logger.info("shift %s scored: %s", shift_id, summary)
     return summary
@@ -343,12 +350,14 @@ def _plan(settings: Settings, shift_id: str, segmenter: str, detector: str, one_
 @dataclass
 class _Batches:
     """How the batches of a run went: the rows of those that failed, the error if the scheduler went away, the
-    seconds taken (preload included) and the seconds the workers spent per phase (:mod:`tasks.scoring_phases`)."""
+    seconds taken (the preload's included, and apart) and the seconds the workers spent per phase
+    (:mod:`tasks.scoring_phases`)."""
 
     failed: list[dict[str, Any]]
     lost: BaseException | None
     seconds: float
     phases: dict[str, float]
+    preload_seconds: float = 0.0
 
 
 def _run_batches(settings: Settings, shift_id: str, plan: _Plan, batch_size: int) -> _Batches:
@@ -365,6 +374,7 @@ def _run_batches(settings: Settings, shift_id: str, plan: _Plan, batch_size: int
     run = _Batches([], None, 0.0, {})
     if plan.todo:
         preload_on_workers(ModelPreload(*plan.refs))
+        run.preload_seconds = time.perf_counter() - start
     with _gpu_annotation():
         try:
             for chunk, future in track_batches(score, batches(plan.todo, batch_size), "scoring", "frames"):
