@@ -14,12 +14,9 @@ from pathlib import Path
 
 from distributed import Client, Worker
 
-from storage.registry import CHAMPION, alias_version
-from storage.settings import load_settings
 from tasks import model_cache
 from tasks.model_preload import PLUGIN_NAME, ModelPreload
-from tasks.model_ref import ModelRef
-from tests.pipeline import Workspace, shared_cluster
+from tests.pipeline import Workspace, champion_refs, shared_cluster
 
 REPO = Path(__file__).resolve().parents[1]
 #: Modules the flow process must not import: the model runtimes, and what only models and training need.
@@ -37,16 +34,6 @@ def test_the_flow_and_command_modules_import_no_torch() -> None:
     assert result.stdout.strip() == "[]"
 
 
-def _champions(workspace: Workspace) -> tuple[ModelRef, ModelRef]:
-    settings = load_settings(workspace.home)
-    refs = []
-    for kind in ("segmenter", "detector"):
-        version = alias_version(settings, kind, CHAMPION)
-        local = settings.models_dir / "registry" / kind / version
-        refs.append(ModelRef(kind, str(local), f"models:/{kind}/{version}", version))
-    return refs[0], refs[1]
-
-
 def _preloaded(dask_worker: Worker) -> tuple[bool, int]:
     return PLUGIN_NAME in dask_worker.plugins, model_cache.loaded_count()
 
@@ -55,6 +42,6 @@ def test_workers_load_the_run_s_models_when_the_preload_is_registered(workspace:
     # the session's workers keep their models (loading them again costs seconds): what is checked is that every
     # worker ran the plugin, which holds them once it returns, before any batch of this test
     with Client(shared_cluster()) as client:
-        client.register_plugin(ModelPreload(*_champions(workspace)), name=PLUGIN_NAME)
+        client.register_plugin(ModelPreload(*champion_refs(workspace.home)), name=PLUGIN_NAME)
         states = client.run(_preloaded).values()
     assert states and all(registered and models >= 2 for registered, models in states)
