@@ -372,11 +372,11 @@ def _run_batches(settings: Settings, shift_id: str, plan: _Plan, batch_size: int
 
     start = time.perf_counter()
     run = _Batches([], None, 0.0, {})
-    if plan.todo:
-        preload_on_workers(ModelPreload(*plan.refs))
-        run.preload_seconds = time.perf_counter() - start
     with _gpu_annotation():
         try:
+            if plan.todo:
+                preload_on_workers(ModelPreload(*plan.refs))
+                run.preload_seconds = time.perf_counter() - start
             for chunk, future in track_batches(score, batches(plan.todo, batch_size), "scoring", "frames"):
                 try:
                     add_seconds(run.phases, future.result().seconds)
@@ -385,7 +385,7 @@ def _run_batches(settings: Settings, shift_id: str, plan: _Plan, batch_size: int
                         run.lost = error
                         break
                     run.failed.extend(_failed_rows(chunk, error, plan.refs))  # after its retries; the rest goes on
-        except Exception as error:  # submitting the next batch to a scheduler that went away
+        except Exception as error:  # preloading on, or submitting the next batch to, a scheduler that went away
             if not _scheduler_lost(error):
                 raise
             run.lost = error
