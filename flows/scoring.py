@@ -246,15 +246,9 @@ def _score_shift(
     planned = time.perf_counter()
     logger.info("shift %s: %d frames, %d to score", shift_id, len(plan.image_ids), len(plan.todo))
     run = _run_batches(settings, shift_id, plan, batch_size)
-    lost, seconds = run.lost, run.seconds
+    seconds = run.seconds
     scores = _collect(plan, run.failed)
-    if lost is not None:
-        finished = int(scores["status"].isin(FINISHED).sum())
-        raise SchedulerLost(
-            f"the Dask scheduler went away while shift {shift_id} was scored ({type(lost).__name__}); "
-            f"{finished} of {len(plan.image_ids)} frames are scored and kept. Check that the scheduler is running, "
-            "then run the same command again: it scores only the frames without a score"
-        )
+    _raise_if_lost(run, shift_id, plan, scores)
     scored = scores[scores["status"] == ScoreStatus.SCORED].sort_values("score", ascending=False)
     paths = _render_overlays(settings, shift_id, plan.results_dir, scored)
     top_ids = set(scored.head(10)["image_id"])
@@ -265,13 +259,7 @@ def _score_shift(
     if run_id:
         write_scoring_run(plan.results_dir, ScoringRun(run_id, settings.tracking_uri))
     if not_logged:
-        logger.warning(
-            "shift %s: not logged to MLflow (%s): %s; scores, heatmaps and the report are written. Run the same "
-            "command again when MLflow is reachable: it scores nothing again and logs the shift's run",
-            shift_id,
-            settings.tracking_uri,
-            not_logged,
-        )
+        _warn_not_logged(settings, shift_id, not_logged)
     refs = plan.refs
     report = _report(settings, shift_id, plan, scores, paths, run_id, not_logged)
     summary = {
@@ -289,16 +277,34 @@ def _score_shift(
         "mlflow_not_logged": not_logged,
         "segmenter_version": refs[0].version if refs[0] else None,
         "detector_version": refs[1].version,
-        "seconds": {
-            "plan": planned - started,
-            "preload": run.preload_seconds,
-            "batches": seconds - run.preload_seconds,
-            "finish": time.perf_counter() - planned - seconds,
-        },
+        "seconds": run.steps(planned - started, time.perf_counter() - planned),
         "phase_seconds": run.phases,  # summed over the workers
     }
     logger.info("shift %s scored: %s", shift_id, summary)
     return summary
+
+
+def _raise_if_lost(run: _Batches, shift_id: str, plan: _Plan, scores: pd.DataFrame) -> None:
+    """End the run with :class:`SchedulerLost` when the scheduler went away; finished batches are in ``scores``."""
+    if run.lost is None:
+        return
+    finished = int(scores["status"].isin(FINISHED).sum())
+    raise SchedulerLost(
+        f"the Dask scheduler went away while shift {shift_id} was scored ({type(run.lost).__name__}); "
+        f"{finished} of {len(plan.image_ids)} frames are scored and kept. Check that the scheduler is running, "
+        "then run the same command again: it scores only the frames without a score"
+    )
+
+
+def _warn_not_logged(settings: Settings, shift_id: str, not_logged: str) -> None:
+    """Say what MLflow did not get, and that the same command logs it later without scoring again."""
+    get_run_logger().warning(
+        "shift %s: not logged to MLflow (%s): %s; scores, heatmaps and the report are written. Run the same "
+        "command again when MLflow is reachable: it scores nothing again and logs the shift's run",
+        shift_id,
+        settings.tracking_uri,
+        not_logged,
+    )
 
 
 def _report(
@@ -358,6 +364,11 @@ class _Batches:
     seconds: float
     phases: dict[str, float]
     preload_seconds: float = 0.0
+
+    def steps(self, plan: float, after_plan: float) -> dict[str, float]:
+        """Wall seconds of the run's steps: plan, preload, batches, and finish (what came after the batches)."""
+        batches = self.seconds - self.preload_seconds
+        return {"plan": plan, "preload": self.preload_seconds, "batches": batches, "finish": after_plan - self.seconds}
 
 
 def _run_batches(settings: Settings, shift_id: str, plan: _Plan, batch_size: int) -> _Batches:
