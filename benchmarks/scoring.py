@@ -6,16 +6,21 @@ Needs a workspace with an ingested shift and champion models (``make demo`` make
 it for a throughput figure that is not dominated by the cluster start, e.g. the 200 frames ``benchmarks.ingest``
 generates). The bare path calls the
 same per-batch computation (read from zarr, segment, crop, detect in one batch, paste and write the heatmap)
-directly in this process; the flow adds Prefect and Dask. Prints images/s of both, the ratio flow/bare, and the
-peak memory of the flow process and of a worker.
+directly in this process; the flow adds Prefect and Dask. Prints images/s of both, the ratio flow/bare, the
+peak memory of the flow process and of a worker, whether the flow process imported torch (it should not: issue
+#14), where the time went (the flow's own steps, and the seconds per phase of the batches, summed over the
+workers, against the bare path's), and the load average, since the machine may be shared.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from benchmarks.memory import PeakMemory
 from flows.batching import batches
@@ -23,8 +28,9 @@ from flows.runtime import dask_task_runner, local_worker_count, prefect_api
 from flows.scoring import DEFAULT_DETECTOR, DEFAULT_SEGMENTER, nightly_scoring, pin_model
 from storage.settings import Settings, load_settings
 from storage.tables import read_manifest
-from tasks.model_cache import ModelRef
+from tasks.model_ref import ModelRef
 from tasks.score_frames import score_frames
+from tasks.scoring_phases import PHASES, add_seconds
 
 
 def time_bare_scoring(
@@ -34,17 +40,41 @@ def time_bare_scoring(
     segmenter: ModelRef | None,
     detector: ModelRef,
     batch_size: int,
-) -> float:
-    """Seconds of the bare per-batch computation over ``ids`` in this process, models loaded before the clock.
+) -> tuple[float, dict[str, float]]:
+    """Seconds of the bare per-batch computation over ``ids`` in this process, models loaded before the clock, and
+    its seconds per phase.
 
     Part tables go to a scratch folder that is removed afterwards; the heatmaps land in the shift's store.
     """
+    phases: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="bare-scores-") as scratch:
         score_frames.fn(str(settings.store_path), scratch, shift_id, ids[:1], segmenter, detector)  # load models
         start = time.perf_counter()
         for chunk in batches(ids, batch_size):
-            score_frames.fn(str(settings.store_path), scratch, shift_id, chunk, segmenter, detector)
-        return time.perf_counter() - start
+            batch = score_frames.fn(str(settings.store_path), scratch, shift_id, chunk, segmenter, detector)
+            add_seconds(phases, batch.seconds)
+        return time.perf_counter() - start, phases
+
+
+def print_phases(end_to_end: float, summary: dict[str, Any], bare_phases: dict[str, float]) -> None:
+    """Where the time went: the flow's own steps (wall seconds), then the batches' phases, summed over workers."""
+    steps = summary["seconds"]
+    outside = end_to_end - sum(steps.values())
+    print(f"\n{'flow step':<58}{'seconds':>10}")
+    print(f"{'start: Prefect flow run, LocalCluster and workers, teardown':<58}{outside:>10.1f}")
+    for step, what in (
+        ("plan", "plan: manifest, pin the models, merge earlier parts"),
+        ("preload", "preload: workers import torch, load and warm the models"),
+        ("batches", "batches: scoring the frames (wall)"),
+        ("finish", "finish: scores table, overlays, MLflow, report"),
+    ):
+        print(f"{what:<58}{steps[step]:>10.1f}")
+    flow_phases = summary["phase_seconds"]
+    print(f"\n{'batch phase (seconds summed over workers)':<44}{'flow':>10}{'bare':>10}")
+    for phase in PHASES:
+        print(f"{phase:<44}{flow_phases.get(phase, 0.0):>10.1f}{bare_phases.get(phase, 0.0):>10.1f}")
+    total = (sum(flow_phases.values()), sum(bare_phases.values()))
+    print(f"{'total':<44}{total[0]:>10.1f}{total[1]:>10.1f}")
 
 
 def main() -> None:
@@ -70,8 +100,9 @@ def main() -> None:
         )
         flow_seconds = time.perf_counter() - start
 
+    flow_imported = sorted(m for m in ("torch", "torchvision", "timm", "matplotlib", "mlflow") if m in sys.modules)
     with PeakMemory() as bare_memory:
-        bare_seconds = time_bare_scoring(settings, args.shift, ids, segmenter, detector, args.batch_size)
+        bare_seconds, bare_phases = time_bare_scoring(settings, args.shift, ids, segmenter, detector, args.batch_size)
 
     n = len(ids)
     print(f"\nscoring benchmark: {n} frames of shift {args.shift}, batch {args.batch_size}, {workers} workers (CPU)")
@@ -82,6 +113,9 @@ def main() -> None:
     print(f"ratio flow / bare (end to end, cluster start and model loads included): {bare_seconds / flow_seconds:.2f}")
     print(f"peak RSS: bare process {bare_memory.flow_peak_mib:.0f} MiB, flow process {memory.flow_peak_mib:.0f} MiB, ")
     print(f"          a worker {memory.worker_peak_mib:.0f} MiB")
+    print(f"heavy modules the flow process imported: {', '.join(flow_imported) or 'none'}")
+    print_phases(flow_seconds, summary, bare_phases)
+    print(f"\nload average (1, 5, 15 min) at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -54,11 +54,12 @@ def _bar() -> Progress:
 
 def in_flight_limit() -> int:
     """Task runs to keep submitted at once: a few per thread of the current Dask cluster, at least ``MIN_IN_FLIGHT``."""
-    try:
-        from distributed import get_client
+    from flows.runtime import flow_client
 
-        threads = sum(get_client().nthreads().values())
-    except Exception:  # no Dask client (another task runner): the floor
+    try:
+        client = flow_client()
+        threads = sum(client.nthreads().values()) if client else 0
+    except Exception:  # no Dask client (another task runner, no flow run): the floor
         threads = 0
     return max(MIN_IN_FLIGHT, IN_FLIGHT_PER_THREAD * threads)
 

@@ -34,7 +34,7 @@ from storage.reviewed_frames import labelled, latest_reviews
 from storage.settings import Settings, load_settings
 from storage.tables import SCORES_FILE, ScoreStatus, read_scores
 from tasks.extract_crops import extract_crops
-from tasks.model_cache import ModelRef
+from tasks.model_ref import ModelRef
 from tasks.train_detector import train_detector_task
 from tasks.train_segmenter import train_segmenter_task
 

@@ -179,3 +179,30 @@ def default_task_runner() -> DaskTaskRunner:
         return dask_task_runner(load_settings())
     except SettingsError:
         return DaskTaskRunner()
+
+
+def flow_client() -> Any | None:
+    """The Dask client of the current flow run's task runner (its cluster starts now if it has not); else ``None``.
+
+    ``distributed.get_client()`` does not find it inside a flow (prefect-dask's client is not the process's
+    default one), which left scoring without its GPU annotation and batching at the smallest in-flight limit.
+    ``None`` outside a flow run or on another task runner.
+    """
+    from prefect.context import FlowRunContext
+
+    runner = getattr(FlowRunContext.get(), "task_runner", None)
+    return runner.client if isinstance(runner, DaskTaskRunner) else None
+
+
+def preload_on_workers(plugin: Any) -> bool:
+    """Register a Dask worker plugin on the current flow's cluster, under the plugin's name; ``False`` without one.
+
+    The call returns once every worker has run the plugin's ``setup``; workers that join later run it when they
+    join (the scheduler keeps the plugin). A plugin of the same name, a previous run's, is replaced. A flow run on
+    another task runner preloads nothing.
+    """
+    client = flow_client()
+    if client is None:
+        return False
+    client.register_plugin(plugin, name=plugin.name)
+    return True

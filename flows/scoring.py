@@ -19,7 +19,7 @@ from prefect import flow, get_run_logger
 
 from flows.batching import batches
 from flows.progress import track_batches
-from flows.runtime import default_task_runner
+from flows.runtime import default_task_runner, flow_client, preload_on_workers
 from models.errors import DefectflowError, TryAgainLater
 from storage.ids import validate_shift_id
 from storage.registry import resolve_model, version_weights
@@ -39,10 +39,12 @@ from storage.tables import (
     write_scores,
 )
 from storage.tracking import EXPERIMENT_SCORING, log_artifact, log_metrics, log_params, tracked_run
-from tasks.model_cache import ModelRef
+from tasks.model_preload import ModelPreload
+from tasks.model_ref import ModelRef
 from tasks.plots import histogram_plot
 from tasks.render_overlays import render_overlays
 from tasks.score_frames import PARTS_DIR, score_frames
+from tasks.scoring_phases import add_seconds
 
 DEFAULT_SEGMENTER = "models:/segmenter@champion"
 DEFAULT_DETECTOR = "models:/detector@champion"
@@ -101,9 +103,9 @@ def _gpu_annotation() -> contextlib.AbstractContextManager[Any]:
     """Dask resource annotation ``GPU=1`` when the cluster's workers declare a GPU resource, else nothing."""
     try:
         import dask
-        from distributed import get_client
 
-        workers = get_client().scheduler_info(n_workers=-1)["workers"].values()
+        client = flow_client()
+        workers = client.scheduler_info(n_workers=-1)["workers"].values() if client else []
         if any(w.get("resources", {}).get("GPU") for w in workers):
             return dask.annotate(resources={"GPU": 1})
     except Exception:
@@ -239,17 +241,14 @@ def _score_shift(
 ) -> dict[str, Any]:
     """The work of :func:`nightly_scoring`, done while the shift's lock is held."""
     logger = get_run_logger()
+    started = time.perf_counter()
     plan = _plan(settings, shift_id, segmenter, detector, one_stage, rescore)
+    planned = time.perf_counter()
     logger.info("shift %s: %d frames, %d to score", shift_id, len(plan.image_ids), len(plan.todo))
-    failed, lost, seconds = _run_batches(settings, shift_id, plan, batch_size)
-    scores = _collect(plan, failed)
-    if lost is not None:
-        finished = int(scores["status"].isin(FINISHED).sum())
-        raise SchedulerLost(
-            f"the Dask scheduler went away while shift {shift_id} was scored ({type(lost).__name__}); "
-            f"{finished} of {len(plan.image_ids)} frames are scored and kept. Check that the scheduler is running, "
-            "then run the same command again: it scores only the frames without a score"
-        )
+    run = _run_batches(settings, shift_id, plan, batch_size)
+    seconds = run.seconds
+    scores = _collect(plan, run.failed)
+    _raise_if_lost(run, shift_id, plan, scores)
     scored = scores[scores["status"] == ScoreStatus.SCORED].sort_values("score", ascending=False)
     paths = _render_overlays(settings, shift_id, plan.results_dir, scored)
     top_ids = set(scored.head(10)["image_id"])
@@ -260,13 +259,7 @@ def _score_shift(
     if run_id:
         write_scoring_run(plan.results_dir, ScoringRun(run_id, settings.tracking_uri))
     if not_logged:
-        logger.warning(
-            "shift %s: not logged to MLflow (%s): %s; scores, heatmaps and the report are written. Run the same "
-            "command again when MLflow is reachable: it scores nothing again and logs the shift's run",
-            shift_id,
-            settings.tracking_uri,
-            not_logged,
-        )
+        _warn_not_logged(settings, shift_id, not_logged)
     refs = plan.refs
     report = _report(settings, shift_id, plan, scores, paths, run_id, not_logged)
     summary = {
@@ -284,9 +277,34 @@ def _score_shift(
         "mlflow_not_logged": not_logged,
         "segmenter_version": refs[0].version if refs[0] else None,
         "detector_version": refs[1].version,
+        "seconds": run.steps(planned - started, time.perf_counter() - planned),
+        "phase_seconds": run.phases,  # summed over the workers
     }
     logger.info("shift %s scored: %s", shift_id, summary)
     return summary
+
+
+def _raise_if_lost(run: _Batches, shift_id: str, plan: _Plan, scores: pd.DataFrame) -> None:
+    """End the run with :class:`SchedulerLost` when the scheduler went away; finished batches are in ``scores``."""
+    if run.lost is None:
+        return
+    finished = int(scores["status"].isin(FINISHED).sum())
+    raise SchedulerLost(
+        f"the Dask scheduler went away while shift {shift_id} was scored ({type(run.lost).__name__}); "
+        f"{finished} of {len(plan.image_ids)} frames are scored and kept. Check that the scheduler is running, "
+        "then run the same command again: it scores only the frames without a score"
+    )
+
+
+def _warn_not_logged(settings: Settings, shift_id: str, not_logged: str) -> None:
+    """Say what MLflow did not get, and that the same command logs it later without scoring again."""
+    get_run_logger().warning(
+        "shift %s: not logged to MLflow (%s): %s; scores, heatmaps and the report are written. Run the same "
+        "command again when MLflow is reachable: it scores nothing again and logs the shift's run",
+        shift_id,
+        settings.tracking_uri,
+        not_logged,
+    )
 
 
 def _report(
@@ -335,37 +353,55 @@ def _plan(settings: Settings, shift_id: str, segmenter: str, detector: str, one_
     return _Plan(results_dir, image_ids, refs, weights, [i for i in image_ids if i not in done])
 
 
-def _run_batches(
-    settings: Settings, shift_id: str, plan: _Plan, batch_size: int
-) -> tuple[list[dict[str, Any]], BaseException | None, float]:
-    """Score the frames still to do in batches on Dask.
+@dataclass
+class _Batches:
+    """How the batches of a run went: the rows of those that failed, the error if the scheduler went away, the
+    seconds taken (the preload's included, and apart) and the seconds the workers spent per phase
+    (:mod:`tasks.scoring_phases`)."""
+
+    failed: list[dict[str, Any]]
+    lost: BaseException | None
+    seconds: float
+    phases: dict[str, float]
+    preload_seconds: float = 0.0
+
+    def steps(self, plan: float, after_plan: float) -> dict[str, float]:
+        """Wall seconds of the run's steps: plan, preload, batches, and finish (what came after the batches)."""
+        batches = self.seconds - self.preload_seconds
+        return {"plan": plan, "preload": self.preload_seconds, "batches": batches, "finish": after_plan - self.seconds}
+
+
+def _run_batches(settings: Settings, shift_id: str, plan: _Plan, batch_size: int) -> _Batches:
+    """Preload the models on the workers, then score the frames still to do in batches on Dask.
 
     Each finished batch has written its records as a part table (tasks/score_frames.py): the flow keeps only the
-    rows of batches that failed. Returns those rows, the error if the scheduler went away (submitting stops then;
-    finished parts stay), and the seconds taken.
+    rows of batches that failed. Submitting stops if the scheduler goes away; finished parts stay.
     """
 
     def score(chunk: list[str]) -> Any:
         return score_frames.submit(str(settings.store_path), str(plan.results_dir), shift_id, chunk, *plan.refs)
 
     start = time.perf_counter()
-    failed: list[dict[str, Any]] = []
-    lost: BaseException | None = None
+    run = _Batches([], None, 0.0, {})
     with _gpu_annotation():
         try:
+            if plan.todo:
+                preload_on_workers(ModelPreload(*plan.refs))
+                run.preload_seconds = time.perf_counter() - start
             for chunk, future in track_batches(score, batches(plan.todo, batch_size), "scoring", "frames"):
                 try:
-                    future.result()
+                    add_seconds(run.phases, future.result().seconds)
                 except Exception as error:
                     if _scheduler_lost(error):  # not the batch's fault: its frames stay unscored for the re-run
-                        lost = error
+                        run.lost = error
                         break
-                    failed.extend(_failed_rows(chunk, error, plan.refs))  # failed after its retries; the rest goes on
-        except Exception as error:  # submitting the next batch to a scheduler that went away
+                    run.failed.extend(_failed_rows(chunk, error, plan.refs))  # after its retries; the rest goes on
+        except Exception as error:  # preloading on, or submitting the next batch to, a scheduler that went away
             if not _scheduler_lost(error):
                 raise
-            lost = error
-    return failed, lost, time.perf_counter() - start
+            run.lost = error
+    run.seconds = time.perf_counter() - start
+    return run
 
 
 def _collect(plan: _Plan, failed: list[dict[str, Any]]) -> pd.DataFrame:

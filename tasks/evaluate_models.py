@@ -17,7 +17,8 @@ from models.detector.network import ReverseDistillation
 from models.segmentation.inference import evaluate_segmenter
 from storage.registry import resolve_model
 from storage.settings import load_settings
-from tasks.model_cache import ModelRef, compute_device, get_model
+from tasks.model_cache import compute_device, get_model
+from tasks.model_ref import ModelRef
 from tasks.plots import line_plot
 from tasks.render_overlays import overlay_image
 

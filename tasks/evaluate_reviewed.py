@@ -18,8 +18,9 @@ from models.metrics.anomaly import auroc
 from storage.frame_store import FrameStore
 from storage.registry import resolve_model
 from storage.settings import Settings, load_settings
-from tasks.model_cache import ModelRef, compute_device, get_model
-from tasks.score_frames import component_regions
+from tasks.model_cache import compute_device, get_model
+from tasks.model_ref import ModelRef
+from tasks.score_batch import component_regions
 
 #: A reviewed frame: shift id, image id, and whether its latest verdict is ``defect``.
 ReviewedFrame = tuple[str, str, bool]

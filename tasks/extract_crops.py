@@ -1,4 +1,8 @@
-"""Task: crop frames of a shift with the champion segmenter and write the crops as training images."""
+"""Task: crop frames of a shift with the champion segmenter and write the crops as training images.
+
+The models are imported inside the task's body, on the worker: the flow process imports this module to submit
+the task and must not import torch for it (docs/architecture.md).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,8 @@ from pathlib import Path
 from PIL import Image
 from prefect import task
 
-from models.cropping import crop_region
-from models.segmentation.inference import predict_masks
 from storage.frame_store import FrameStore
-from tasks.model_cache import ModelRef, compute_device, get_model
+from tasks.model_ref import ModelRef
 
 
 @task(name="extract-crops", retries=2, retry_delay_seconds=2)
@@ -19,6 +21,10 @@ def extract_crops(store_path: str, shift_id: str, image_ids: list[str], segmente
 
     Frames where no component is found are skipped (they cannot teach the detector what a good part looks like).
     """
+    from models.cropping import crop_region
+    from models.segmentation.inference import predict_masks
+    from tasks.model_cache import compute_device, get_model
+
     store = FrameStore(store_path)
     model, _, _ = get_model(segmenter)
     frames = [store.read_image(shift_id, image_id) for image_id in image_ids]

@@ -1,4 +1,8 @@
-"""Task: decode a batch of frames and write each to the zarr store."""
+"""Task: decode a batch of frames and write each to the zarr store.
+
+The decoder (:mod:`models.imaging`, which imports torch) is imported inside the task's body: the flow process
+imports this module to submit the task and must not import torch for it (docs/architecture.md).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,6 @@ from pathlib import Path
 
 from prefect import task
 
-from models.imaging import ImageRejected, decode_image
 from storage.frame_files import FrameRejected, read_source
 from storage.frame_store import FrameStore
 from storage.tables import FrameStatus
@@ -49,6 +52,8 @@ def ingest_frames(
     Returns:
         One manifest row per job.
     """
+    from models.imaging import ImageRejected, decode_image
+
     store = FrameStore(store_path)
     rows: list[dict[str, object]] = []
     for job in jobs:

@@ -1,11 +1,13 @@
-"""Models stay loaded in each worker process: loaded once per process and version, not per task or per image."""
+"""Models stay loaded in each worker process: loaded once per process and version, not per task or per image.
+
+Imports torch: only task bodies (on the workers) import this module, never a flow or task module at import.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,21 +16,14 @@ import torch
 from models.detector.onnx_package import read_record, runtime_for
 from models.model_kinds import load_model
 from storage.settings import detector_runtime, worker_torch_threads
+from tasks.model_ref import ModelRef
+
+__all__ = ["ModelRef", "compute_device", "detector_runtime_for", "get_detector", "get_model", "loaded_count"]
 
 logger = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _cache: dict[tuple[str, str], Any] = {}
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """A pinned model the flow resolved once: where its files are and which registry version it is."""
-
-    kind: str
-    local_dir: str
-    uri: str
-    version: str | None = None
 
 
 def compute_device() -> torch.device:

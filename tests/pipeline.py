@@ -21,9 +21,11 @@ from flows.ingest import ingest_shift
 from flows.promotion import promote
 from flows.runtime import dask_task_runner
 from flows.training import train_detector_flow, train_segmenter_flow
+from storage.registry import CHAMPION, alias_version
 from storage.settings import load_settings
 from synth.dataset import generate_dataset
 from synth.shift import generate_shift
+from tasks.model_ref import ModelRef
 
 SHIFT = "night-1"
 
@@ -156,3 +158,14 @@ def shift_held_by_another_process(home: Path, shift: str) -> Iterator[None]:
         yield
     finally:
         holder.communicate(timeout=30)
+
+
+def champion_refs(home: Path) -> tuple[ModelRef, ModelRef]:
+    """The workspace's champion segmenter and detector, pinned as a scoring run pins them."""
+    settings = load_settings(home)
+    refs = []
+    for kind in ("segmenter", "detector"):
+        version = alias_version(settings, kind, CHAMPION)
+        local = settings.models_dir / "registry" / kind / version
+        refs.append(ModelRef(kind, str(local), f"models:/{kind}/{version}", version))
+    return refs[0], refs[1]

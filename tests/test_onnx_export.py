@@ -34,7 +34,8 @@ from storage.registry import DamagedModel, resolve_model, version_tags
 from storage.settings import DETECTOR_RUNTIME_SETTING, Settings, SettingsError, detector_runtime, load_settings
 from storage.tracking import EXPERIMENT_TRAINING, tracked_run
 from tasks import export_model as export_task
-from tasks.model_cache import ModelRef, get_detector
+from tasks.model_cache import get_detector
+from tasks.model_ref import ModelRef
 from tasks.publish_model import publish_model
 from tasks.score_frames import score_frames
 from tests.threads import one_torch_thread
@@ -185,7 +186,7 @@ def _score(tiny: Tiny, shift: str, runtime: str, monkeypatch: pytest.MonkeyPatch
     assert isinstance(get_detector(ref)[0], OnnxDetector) == (runtime == "onnx")
     results = settings.results_dir(shift)
     with one_torch_thread():
-        return score_frames.fn(str(settings.store_path), str(results), shift, list(tiny.frames), None, ref)
+        return score_frames.fn(str(settings.store_path), str(results), shift, list(tiny.frames), None, ref).rows
 
 
 def test_scoring_with_the_onnx_export_gives_torch_s_scores_decisions_and_heatmaps(

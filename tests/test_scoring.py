@@ -28,9 +28,8 @@ from storage.settings import load_settings
 from storage.tables import SCORE_COLUMNS, read_manifest, read_scores
 from synth.frame import render_empty_belt
 from tasks import model_cache
-from tasks.model_cache import ModelRef
 from tasks.score_frames import score_frames
-from tests.pipeline import SHIFT, Workspace, ingest_copy, runner, score_shift, shared_cluster
+from tests.pipeline import SHIFT, Workspace, champion_refs, ingest_copy, runner, score_shift, shared_cluster
 
 _score = score_shift  # the session's ``scored`` fixture (tests/conftest.py) scores ``SHIFT`` once for all modules
 
@@ -280,11 +279,7 @@ def test_a_killed_worker_loses_no_finished_work(workspace: Workspace) -> None:
 
 def test_models_load_once_per_process(workspace: Workspace) -> None:
     settings = load_settings(workspace.home)
-    refs = []
-    for kind in ("segmenter", "detector"):
-        version = alias_version(settings, kind, CHAMPION)
-        local = settings.models_dir / "registry" / kind / version
-        refs.append(ModelRef(kind, str(local), f"models:/{kind}/{version}", version))
+    refs = champion_refs(workspace.home)
     ids = read_manifest(settings.results_dir(SHIFT))["image_id"].tolist()[:2]
     model_cache._cache.clear()
     results_dir = str(workspace.home / "scratch-results")

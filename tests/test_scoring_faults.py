@@ -92,6 +92,16 @@ def _scored_this_run(output: str) -> int:
     return int(found.group(1))
 
 
+#: ``defectflow`` run as ``python -c``, printing as it exits which model runtimes its (the flow's) process imported.
+_REPORTING_IMPORTS = (
+    "import atexit, sys\n"
+    "heavy = ('torch', 'torchvision', 'timm', 'onnxruntime')\n"
+    "atexit.register(lambda: print('flow process imported:', sorted(m for m in heavy if m in sys.modules)))\n"
+    "from flows.cli import main\n"
+    "main()"
+)
+
+
 def test_a_killed_flow_process_loses_no_finished_work_and_the_rerun_completes(workspace: Workspace) -> None:
     ingest_copy(workspace, "flow-killed", frames=FRAMES)
     results_dir = load_settings(workspace.home).results_dir("flow-killed")
@@ -116,8 +126,16 @@ def test_a_killed_flow_process_loses_no_finished_work_and_the_rerun_completes(wo
     finished = _frames_in_parts(results_dir)
     assert finished, "no finished batch was left for the re-run to keep"
 
-    rerun = subprocess.run(command, cwd=REPO, env=_environment(), capture_output=True, text=True, timeout=600)
+    rerun = subprocess.run(
+        [sys.executable, "-c", _REPORTING_IMPORTS, *command[3:]],
+        cwd=REPO,
+        env=_environment(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert rerun.returncode == 0, rerun.stderr  # the killed command's shift lock went with it
+    assert "flow process imported: []" in rerun.stdout, "the flow process imported torch (issue #14)"
     assert _scored_this_run(rerun.stdout) == FRAMES - len(finished), "finished work was scored again"
     scores = _assert_shift_complete(workspace, "flow-killed")
     assert len(scores) == FRAMES
