@@ -13,6 +13,13 @@ Full figures for the docs (small and paper configurations, batch 1 and 16)::
     .venv/bin/python benchmarks/detector.py --config small --image-size 128 --batch-sizes 1 16 --iterations 20
     .venv/bin/python benchmarks/detector.py --config paper --image-size 256 --batch-sizes 1 16 --iterations 20
     .venv/bin/python benchmarks/detector.py --config recipe --backbone mobilenetv2_100 --batch-sizes 1 16
+
+Against the peer, anomalib's ``ReverseDistillationModel`` (``benchmarks/detector_peer.py``: ours with torch and
+with ONNX Runtime, the peer and the teacher alone in interleaved rounds; the resnet18 small configuration and the
+mobilenetv2_100 recipe; anomalib installed outside the venv, e.g. ``pip install --no-deps --target /tmp/peer``)::
+
+    PYTHONPATH=/tmp/peer .venv/bin/python benchmarks/detector.py --peer --image-size 256 --batch-sizes 16 \
+        --threads 1 2 --iterations 7
 """
 
 from __future__ import annotations
@@ -92,11 +99,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, plus cuda when available")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--iterations", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument(
+        "--threads", type=int, nargs="+", default=None, help="torch CPU thread counts (default: torch's choice)"
+    )
+    parser.add_argument(
+        "--peer",
+        action="store_true",
+        help="compare with anomalib's ReverseDistillationModel (small and recipe configurations, CPU; "
+        "--config, --backbone and --devices are ignored; --iterations is the number of interleaved rounds)",
+    )
     args = parser.parse_args(argv)
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if args.peer:
+        return _peer(args)
     overrides = {}
     if args.backbone:
         overrides["backbone"] = args.backbone
@@ -122,13 +136,31 @@ def main(argv: list[str] | None = None) -> int:
         if device.type == "cuda" and not torch.cuda.is_available():
             print(f"{name:<28} skipped: CUDA is not available")
             continue
-        for batch_size in args.batch_sizes:
-            row = benchmark(config, device, batch_size, args.warmup, args.iterations)
-            print(
-                f"{row['device']:<28} {row['batch']:>5} {row['detector_ips']:>15.1f} {row['detector_ms']:>10.1f} "
-                f"{row['teacher_ips']:>14.1f} {row['teacher_ms']:>10.1f}"
-            )
+        for threads in args.threads or [None]:
+            if threads:
+                torch.set_num_threads(threads)
+            for batch_size in args.batch_sizes:
+                row = benchmark(config, device, batch_size, args.warmup, args.iterations)
+                print(
+                    f"{row['device']:<28} {row['batch']:>5} {row['detector_ips']:>15.1f} "
+                    f"{row['detector_ms']:>10.1f} {row['teacher_ips']:>14.1f} {row['teacher_ms']:>10.1f}"
+                )
     return 0
+
+
+def _peer(args: argparse.Namespace) -> int:
+    """Run the comparison with the peer (imported here: it imports benchmarks.export, which imports this module)."""
+    from benchmarks.detector_peer import PeerOptions, run_peer_comparison
+
+    options = PeerOptions(
+        image_size=args.image_size or 256,
+        batch_sizes=args.batch_sizes,
+        threads=args.threads or [1, 2],
+        rounds=args.iterations,
+        warmup=args.warmup,
+        configs=["small", "recipe"],
+    )
+    return run_peer_comparison(options)
 
 
 if __name__ == "__main__":

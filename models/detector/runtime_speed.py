@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from functools import partial
 
 import torch
 
@@ -47,19 +49,34 @@ class RuntimeSpeed:
         return asdict(self)
 
 
+def interleaved_seconds(
+    calls: Mapping[str, Callable[[], object]], rounds: int, warmup: int = 1
+) -> dict[str, list[float]]:
+    """Seconds of each call in ``rounds`` rounds where the calls take turns (A B C A B C ...), after ``warmup`` each.
+
+    Taking turns spreads a neighbour's burst of load over every call instead of deciding one call's figure, so
+    the ratios between the calls stay fair on a shared machine.
+    """
+    for call in calls.values():
+        for _ in range(warmup):
+            call()
+    seconds: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            seconds[name].append(time.perf_counter() - start)
+    return seconds
+
+
 def measure_speed(
     torch_detector: AnomalyDetector, onnx_detector: AnomalyDetector, images: torch.Tensor, rounds: int = 3
 ) -> RuntimeSpeed:
     """Images/s of both detectors on ``images`` (one warm-up call each, then ``rounds`` alternating timed calls)."""
     detectors = {"torch": torch_detector, "onnx": onnx_detector}
-    seconds: dict[str, list[float]] = {name: [] for name in detectors}
-    for detector in detectors.values():
-        score_images(detector, images)
-    for _ in range(rounds):
-        for name, detector in detectors.items():
-            start = time.perf_counter()
-            score_images(detector, images)
-            seconds[name].append(time.perf_counter() - start)
+    seconds = interleaved_seconds(
+        {name: partial(score_images, model, images) for name, model in detectors.items()}, rounds
+    )
     per_s = {name: len(images) / statistics.median(times) for name, times in seconds.items()}
     return RuntimeSpeed(
         torch_images_per_s=per_s["torch"],
