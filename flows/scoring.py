@@ -22,7 +22,7 @@ from flows.progress import track_batches
 from flows.runtime import default_task_runner, flow_client, preload_on_workers
 from models.errors import DefectflowError, TryAgainLater
 from storage.ids import validate_shift_id
-from storage.registry import resolve_model, version_weights
+from storage.registry import version_weights
 from storage.report import REPORT_FILE, write_report
 from storage.scoring_run import ScoringRun, write_scoring_run
 from storage.settings import Settings, load_settings
@@ -40,7 +40,7 @@ from storage.tables import (
 )
 from storage.tracking import EXPERIMENT_SCORING, log_artifact, log_metrics, log_params, tracked_run
 from tasks.model_preload import ModelPreload
-from tasks.model_ref import ModelRef
+from tasks.model_ref import ModelRef, pin_model
 from tasks.plots import histogram_plot
 from tasks.render_overlays import render_overlays
 from tasks.score_frames import PARTS_DIR, score_frames
@@ -74,12 +74,6 @@ def latest_shift(settings: Settings) -> str:
     if not manifests:
         raise NothingToScore(f"no shift has been ingested in {settings.home}; run 'defectflow ingest SRC --shift ID'")
     return manifests[-1].parent.name
-
-
-def pin_model(settings: Settings, uri: str, kind: str) -> ModelRef:
-    resolved = resolve_model(settings, uri, kind)
-    pinned = f"models:/{resolved.name}/{resolved.version}" if resolved.version else resolved.uri
-    return ModelRef(kind=kind, local_dir=str(resolved.local_dir), uri=pinned, version=resolved.version)
 
 
 def consolidate(results_dir: Path) -> pd.DataFrame:

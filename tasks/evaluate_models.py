@@ -15,10 +15,9 @@ from models.detector.evaluation import evaluate_detector
 from models.detector.inference import resize_map, score_crops
 from models.detector.network import ReverseDistillation
 from models.segmentation.inference import evaluate_segmenter
-from storage.registry import resolve_model
 from storage.settings import load_settings
 from tasks.model_cache import compute_device, get_model
-from tasks.model_ref import ModelRef
+from tasks.model_ref import pin_model
 from tasks.plots import line_plot
 from tasks.render_overlays import overlay_image
 
@@ -80,8 +79,7 @@ def detector_report_artifacts(
 def evaluate_detector_task(home: str, data_dir: str, model_uri: str, out_dir: str | None = None) -> dict[str, Any]:
     """Metrics of a detector (registry URI or directory) on an MVTec-layout set; overlays go to ``out_dir``."""
     settings = load_settings(home)
-    resolved = resolve_model(settings, model_uri, "detector")
-    ref = ModelRef("detector", str(resolved.local_dir), model_uri, resolved.version)
+    ref = pin_model(settings, model_uri, "detector")
     model, calibration, _ = get_model(ref)
     data = Path(data_dir)
     if out_dir:
@@ -92,18 +90,18 @@ def evaluate_detector_task(home: str, data_dir: str, model_uri: str, out_dir: st
         evaluation = evaluate_detector(model, calibration, data, device=compute_device())
     evaluation.pop("curves", None)
     evaluation.pop("per_image", None)
-    return {"model_uri": model_uri, "version": resolved.version, **evaluation}
+    return {"model_uri": model_uri, "version": ref.version, **evaluation}
 
 
 @task(name="evaluate-segmenter")
 def evaluate_segmenter_task(home: str, data_dir: str, model_uri: str) -> dict[str, Any]:
     """mIoU, per-class IoU, pixel accuracy and ms per image of a segmenter on ``images/`` + ``masks/``."""
     settings = load_settings(home)
-    resolved = resolve_model(settings, model_uri, "segmenter")
-    model, _, _ = get_model(ModelRef("segmenter", str(resolved.local_dir), model_uri, resolved.version))
+    ref = pin_model(settings, model_uri, "segmenter")
+    model, _, _ = get_model(ref)
     evaluation = evaluate_segmenter(model, data_dir, device=compute_device())
     per_class = {str(k): (None if v != v else float(v)) for k, v in evaluation["per_class_iou"].items()}
-    return {"model_uri": model_uri, "version": resolved.version, **evaluation, "per_class_iou": per_class}
+    return {"model_uri": model_uri, "version": ref.version, **evaluation, "per_class_iou": per_class}
 
 
 def write_json(path: str | Path, payload: dict[str, Any]) -> Path:

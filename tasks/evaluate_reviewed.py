@@ -13,13 +13,13 @@ from typing import Any
 import numpy as np
 from prefect import task
 
+from models.cropping import crop_image
 from models.detector.inference import score_crops
 from models.metrics.anomaly import auroc
 from storage.frame_store import FrameStore
-from storage.registry import resolve_model
-from storage.settings import Settings, load_settings
+from storage.settings import load_settings
 from tasks.model_cache import compute_device, get_model
-from tasks.model_ref import ModelRef
+from tasks.model_ref import ModelRef, pin_model
 from tasks.score_batch import component_regions
 
 #: A reviewed frame: shift id, image id, and whether its latest verdict is ``defect``.
@@ -34,11 +34,6 @@ class _Scored:
     raw: dict[str, list[float]] = field(default_factory=dict)
     unreadable: int = 0
     no_component: int = 0
-
-
-def _ref(settings: Settings, uri: str, kind: str) -> ModelRef:
-    resolved = resolve_model(settings, uri, kind)
-    return ModelRef(kind, str(resolved.local_dir), uri, resolved.version)
 
 
 def _score_chunk(
@@ -60,7 +55,7 @@ def _score_chunk(
         if box is None:
             out.no_component += 1
             continue
-        crops.append(frames[key][box.y0 : box.y1, box.x0 : box.x1])
+        crops.append(crop_image(frames[key], box))
         kept.append(key)
     if not crops:
         return
@@ -83,8 +78,8 @@ def evaluate_reviewed_task(
     """
     settings = load_settings(home)
     store = FrameStore(settings.store_path)
-    segmenter = _ref(settings, segmenter_uri, "segmenter")
-    detectors = {name: _ref(settings, uri, "detector") for name, uri in detector_uris.items()}
+    segmenter = pin_model(settings, segmenter_uri, "segmenter")
+    detectors = {name: pin_model(settings, uri, "detector") for name, uri in detector_uris.items()}
     scored = _Scored()
     for start in range(0, len(frames), batch_size):  # a few full-resolution frames in memory at a time
         _score_chunk(store, frames[start : start + batch_size], segmenter, detectors, scored)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from models.cropping import Box, crop_region
+from models.cropping import Box, crop_image, crop_region
 from models.detector.inference import resize_map, score_crops
 from models.segmentation.inference import predict_masks
 from storage.frame_store import FrameStore
@@ -83,7 +83,7 @@ def _crop(
             attributes = {"status": str(ScoreStatus.NO_COMPONENT)}
             store.write_heatmap(shift_id, image_id, frames[image_id].shape[:2], None, None, attributes)
             continue
-        crops.append(frames[image_id][box.y0 : box.y1, box.x0 : box.x1])
+        crops.append(crop_image(frames[image_id], box))
         cropped.append((image_id, box))
     return crops, cropped
 
