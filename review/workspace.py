@@ -15,7 +15,15 @@ import pandas as pd
 from storage.ids import InvalidShiftId, validate_shift_id
 from storage.scoring_run import ScoringRun, read_scoring_run
 from storage.settings import Settings
-from storage.tables import MANIFEST_FILE, SCORES_FILE, STORED, ScoreStatus, read_manifest, read_scores
+from storage.tables import (
+    MANIFEST_FILE,
+    SCORES_FILE,
+    STORED,
+    ScoreStatus,
+    ingested_shifts,
+    read_manifest,
+    read_scores,
+)
 from storage.verdicts import VerdictRecord
 
 #: The status of a stored frame that has no scores row yet.
@@ -53,15 +61,8 @@ class ShiftSummary:
 
 
 def shift_ids(settings: Settings) -> list[str]:
-    """Shifts with a manifest, most recently ingested first (folders with names no shift can have are skipped)."""
-    root = settings.results_root
-    found = []
-    for manifest in root.glob(f"*/{MANIFEST_FILE}") if root.is_dir() else []:
-        try:
-            found.append((manifest.stat().st_mtime, validate_shift_id(manifest.parent.name)))
-        except (InvalidShiftId, OSError):
-            continue
-    return [shift for _, shift in sorted(found, reverse=True)]
+    """Shifts with a manifest, most recently ingested first (:func:`storage.tables.ingested_shifts`)."""
+    return ingested_shifts(settings.results_root)
 
 
 def results_dir(settings: Settings, shift_id: str) -> Path:

@@ -15,7 +15,7 @@ import pandas as pd
 from models.errors import DefectflowError
 from storage.ids import validate_shift_id
 from storage.settings import Settings
-from storage.tables import MANIFEST_FILE, SCORES_FILE, read_scores
+from storage.tables import MANIFEST_FILE, SCORES_FILE, ingested_shifts, read_scores
 from storage.verdicts import VERDICT_COLUMNS, Verdict, VerdictStore
 
 #: Columns of the scores table carried next to each verdict (``status`` as ``score_status``).
@@ -37,7 +37,7 @@ def require_shift(settings: Settings, shift_id: str) -> str:
     """
     folder = settings.results_dir(validate_shift_id(shift_id))
     if not ((folder / MANIFEST_FILE).is_file() or (folder / SCORES_FILE).is_file()):
-        known = sorted(path.parent.name for path in settings.results_root.glob(f"*/{MANIFEST_FILE}"))
+        known = sorted(ingested_shifts(settings.results_root))
         listed = ", ".join(known[:10]) + (" ..." if len(known) > 10 else "") if known else "none"
         raise UnknownShift(
             f"shift {shift_id!r} is not in the workspace {settings.home} (ingested shifts: {listed}); check the id "

@@ -17,6 +17,8 @@ from typing import Any
 
 import pandas as pd
 
+from storage.ids import InvalidShiftId, validate_shift_id
+
 
 class FrameStatus(StrEnum):
     """A manifest row's status: what the ingest did with a file."""
@@ -105,6 +107,18 @@ class ScoreRecord:
 
 MANIFEST_FILE = "manifest.parquet"
 SCORES_FILE = "scores.parquet"
+
+
+def ingested_shifts(results_root: Path) -> list[str]:
+    """Shifts with a manifest under ``results_root``, most recently ingested first (folders whose names no shift can
+    have are skipped)."""
+    found = []
+    for manifest in results_root.glob(f"*/{MANIFEST_FILE}") if results_root.is_dir() else []:
+        try:
+            found.append((manifest.stat().st_mtime, validate_shift_id(manifest.parent.name)))
+        except (InvalidShiftId, OSError):
+            continue
+    return [shift for _, shift in sorted(found, reverse=True)]
 
 
 def write_table(frame: pd.DataFrame, path: Path) -> Path:
