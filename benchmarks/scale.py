@@ -151,10 +151,10 @@ def measure(phase: str, frames: int, data: Path) -> dict[str, float]:
                 summary = ingest_shift.with_options(task_runner=runner)(
                     source=str(source), shift_id=shift, home=str(home)
                 )
-                done = summary["ingested"]
+                done = summary.ingested
             else:
                 summary = nightly_scoring.with_options(task_runner=runner)(shift_id=shift, home=str(home), rescore=True)
-                done = summary["scored"] + summary["no_component"]
+                done = summary.scored + summary.no_component
             seconds = time.perf_counter() - start
     return {
         "frames": frames,

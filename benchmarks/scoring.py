@@ -20,10 +20,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from benchmarks.memory import PeakMemory
 from flows.batching import batches
+from flows.results import ScoringResult
 from flows.runtime import dask_task_runner, local_worker_count, prefect_api
 from flows.scoring import DEFAULT_DETECTOR, DEFAULT_SEGMENTER, nightly_scoring, pin_model
 from storage.settings import Settings, load_settings
@@ -56,9 +56,9 @@ def time_bare_scoring(
         return time.perf_counter() - start, phases
 
 
-def print_phases(end_to_end: float, summary: dict[str, Any], bare_phases: dict[str, float]) -> None:
+def print_phases(end_to_end: float, summary: ScoringResult, bare_phases: dict[str, float]) -> None:
     """Where the time went: the flow's own steps (wall seconds), then the batches' phases, summed over workers."""
-    steps = summary["seconds"]
+    steps = summary.seconds
     outside = end_to_end - sum(steps.values())
     print(f"\n{'flow step':<58}{'seconds':>10}")
     print(f"{'start: Prefect flow run, LocalCluster and workers, teardown':<58}{outside:>10.1f}")
@@ -69,7 +69,7 @@ def print_phases(end_to_end: float, summary: dict[str, Any], bare_phases: dict[s
         ("finish", "finish: scores table, overlays, MLflow, report"),
     ):
         print(f"{what:<58}{steps[step]:>10.1f}")
-    flow_phases = summary["phase_seconds"]
+    flow_phases = summary.phase_seconds
     print(f"\n{'batch phase (seconds summed over workers)':<44}{'flow':>10}{'bare':>10}")
     for phase in PHASES:
         print(f"{phase:<44}{flow_phases.get(phase, 0.0):>10.1f}{bare_phases.get(phase, 0.0):>10.1f}")
@@ -109,7 +109,7 @@ def main() -> None:
     print(f"{'path':<40}{'images/s':>10}{'seconds':>10}")
     print(f"{'bare: one process, models loaded':<40}{n / bare_seconds:>10.2f}{bare_seconds:>10.1f}")
     print(f"{'nightly_scoring flow, LocalCluster':<40}{n / flow_seconds:>10.2f}{flow_seconds:>10.1f}")
-    print(f"{'  (flow, scoring phase only)':<40}{summary['images_per_second']:>10.2f}")
+    print(f"{'  (flow, scoring phase only)':<40}{summary.images_per_second:>10.2f}")
     print(f"ratio flow / bare (end to end, cluster start and model loads included): {bare_seconds / flow_seconds:.2f}")
     print(f"peak RSS: bare process {bare_memory.flow_peak_mib:.0f} MiB, flow process {memory.flow_peak_mib:.0f} MiB, ")
     print(f"          a worker {memory.worker_peak_mib:.0f} MiB")

@@ -17,6 +17,7 @@ from prefect import flow, get_run_logger
 from flows.batching import batches
 from flows.ingest_plan import plan_ingest
 from flows.progress import track_batches
+from flows.results import IngestResult
 from flows.runtime import default_task_runner
 from storage.frame_files import SourceError, list_source_files, resolve_source_dir
 from storage.frame_store import FrameStore
@@ -37,7 +38,7 @@ def ingest_shift(
     home: str | None = None,
     max_pixels: int | None = None,
     batch_size: int = 16,
-) -> dict[str, Any]:
+) -> IngestResult:
     """Ingest every file below ``source`` as shift ``shift_id``.
 
     Args:
@@ -58,7 +59,7 @@ def ingest_shift(
         return _ingest(root, shift_id, settings, max_pixels or settings.max_pixels, batch_size)
 
 
-def _ingest(root: Path, shift_id: str, settings: Settings, limit: int, batch_size: int) -> dict[str, Any]:
+def _ingest(root: Path, shift_id: str, settings: Settings, limit: int, batch_size: int) -> IngestResult:
     """The work of :func:`ingest_shift`, done while the shift's lock is held."""
     logger = get_run_logger()
     paths = list_source_files(root)
@@ -118,4 +119,4 @@ def _ingest(root: Path, shift_id: str, settings: Settings, limit: int, batch_siz
         summary["duplicate"],
         summary["quarantined"],
     )
-    return summary
+    return IngestResult(**summary)

@@ -13,6 +13,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from flows.results import PromotionResult, RollbackResult
 from flows.scoring import DEFAULT_SEGMENTER
 from flows.training import DataError, require_dir
 from storage.registry import (
@@ -148,7 +149,7 @@ def _judge(settings: Settings, model: str, challenger: str, champion: str | None
 
 
 @flow(name="promote", log_prints=True)
-def promote(model: str = "detector", home: str | None = None, eval_data: str | None = None) -> dict[str, Any]:
+def promote(model: str = "detector", home: str | None = None, eval_data: str | None = None) -> PromotionResult:
     """Evaluate ``<model>@challenger`` against ``<model>@champion`` and promote it if it passes the gate.
 
     The detector is also judged on the reviewed frames when there are enough (:func:`reviewed_evaluation`).
@@ -193,22 +194,22 @@ def promote(model: str = "detector", home: str | None = None, eval_data: str | N
             set_alias(settings, model, PREVIOUS, champion)
         set_alias(settings, model, CHAMPION, challenger)
     logger.info("%s v%s %s: %s", model, challenger, "promoted" if decision.promote else "refused", decision.reason)
-    return {
-        "model": model,
-        "promoted": decision.promote,
-        "reason": decision.reason,
-        "challenger_version": challenger,
-        "champion_version": challenger if decision.promote else champion,
-        "previous_version": champion if decision.promote else alias_version(settings, model, PREVIOUS),
-        "challenger_metrics": {k: challenger_metrics.get(k) for k in keys},
-        "champion_metrics": {k: champion_metrics.get(k) for k in keys} if champion_metrics else None,
-        "reviewed": reviewed,
-        "mlflow_run_id": run_id,
-    }
+    return PromotionResult(
+        model=model,
+        promoted=decision.promote,
+        reason=decision.reason,
+        challenger_version=challenger,
+        champion_version=challenger if decision.promote else champion,
+        previous_version=champion if decision.promote else alias_version(settings, model, PREVIOUS),
+        challenger_metrics={k: challenger_metrics.get(k) for k in keys},
+        champion_metrics={k: champion_metrics.get(k) for k in keys} if champion_metrics else None,
+        reviewed=reviewed,
+        mlflow_run_id=run_id,
+    )
 
 
 @flow(name="rollback", log_prints=True)
-def rollback(model: str = "detector", home: str | None = None) -> dict[str, Any]:
+def rollback(model: str = "detector", home: str | None = None) -> RollbackResult:
     """Put ``<model>@previous`` back as champion; the demoted version is tagged ``rolled_back``."""
     _check_kind(model)
     settings = load_settings(home).ensure()
@@ -216,4 +217,4 @@ def rollback(model: str = "detector", home: str | None = None) -> dict[str, Any]
     with tracked_run(settings, EXPERIMENT_PROMOTION, run_name=f"rollback-{model}-v{demoted}") as _:
         log_params({"model": model, "demoted_version": demoted, "restored_version": previous})
         set_tags({"decision": "rollback", "reason": f"v{previous} restored over v{demoted}"})
-    return {"model": model, "champion_version": previous, "demoted_version": demoted}
+    return RollbackResult(model=model, champion_version=previous, demoted_version=demoted)

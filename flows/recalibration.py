@@ -7,10 +7,9 @@ rollback apply to it like to any model.
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow, get_run_logger
 
+from flows.results import RecalibrationResult
 from flows.training import DataError
 from storage.reviewed_frames import require_shift
 from storage.settings import Settings, load_settings
@@ -41,18 +40,20 @@ def check_recalibration(model: str, settings: Settings, shifts: list[str] | None
 
 
 @flow(name="recalibrate", log_prints=True)
-def recalibrate(model: str = "detector", shifts: list[str] | None = None, home: str | None = None) -> dict[str, Any]:
+def recalibrate(
+    model: str = "detector", shifts: list[str] | None = None, home: str | None = None
+) -> RecalibrationResult:
     """Fit ``model``'s image threshold by F1 on the reviewed frames of ``shifts`` (default: every reviewed shift)
     and register it as ``detector@challenger``."""
     settings = load_settings(home).ensure()
     chosen = chosen_shifts(model, settings, shifts)
-    result = recalibrate_detector_task(str(settings.home), chosen)
+    result = RecalibrationResult(**recalibrate_detector_task(str(settings.home), chosen))
     get_run_logger().info(
         "detector v%s registered as challenger: threshold %.6g (was %.6g) from %d defect and %d false alarm verdicts",
-        result["version"],
-        result["threshold"],
-        result["previous_threshold"],
-        result["defect"],
-        result["false_alarm"],
+        result.version,
+        result.threshold,
+        result.previous_threshold,
+        result.defect,
+        result.false_alarm,
     )
     return result

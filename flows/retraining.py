@@ -15,13 +15,13 @@ import shutil
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 from prefect import flow, get_run_logger
 
 from flows.batching import batches
 from flows.promotion import evaluation_set
+from flows.results import DetectorTrainingResult, RetrainResult, SegmenterTrainingResult
 from flows.runtime import default_task_runner
 from flows.scoring import DEFAULT_SEGMENTER, pin_model
 from flows.training import DataError, require_dir
@@ -192,7 +192,7 @@ def retrain(
     batch_size: int = 8,
     teacher_weights: str = PRETRAINED,
     encoder_weights: str = PRETRAINED,
-) -> dict[str, Any]:
+) -> RetrainResult:
     """Build a training set from recent shifts, train, evaluate on the fixed set, register as challenger.
 
     Args:
@@ -217,8 +217,31 @@ def retrain(
     dataset, lineage = _training_set(
         settings, chosen, pin_model(settings, segmenter, "segmenter"), good_dir, batch_size
     )
-    result: dict[str, Any] = {"lineage": lineage}
-    result["detector"] = train_detector_task(
+    detector = _train_detector(
+        settings, dataset, evaluation, lineage, backbone, image_size, epochs, max_minutes, seed, teacher_weights
+    )
+    segmenter = (
+        _train_segmenter(settings, seg_data, seg_backbone, seg_image_size, seg_epochs, seed, encoder_weights)
+        if seg_data
+        else None
+    )
+    return RetrainResult(lineage, detector, segmenter)
+
+
+def _train_detector(
+    settings: Settings,
+    dataset: Path,
+    evaluation: Path,
+    lineage: dict[str, str],
+    backbone: str,
+    image_size: int | None,
+    epochs: int | None,
+    max_minutes: float | None,
+    seed: int,
+    teacher_weights: str,
+) -> DetectorTrainingResult:
+    """Train the detector on the retraining set, evaluate it on the fixed set, register it with the lineage tags."""
+    trained = train_detector_task(
         str(settings.home),
         str(dataset),
         backbone=backbone,
@@ -230,16 +253,28 @@ def retrain(
         eval_dir=str(evaluation),
         tags=lineage,
     )
-    if seg_data:
-        folder = require_dir(seg_data, ["images", "masks"], "segmentation")
-        result["segmenter"] = train_segmenter_task(
-            str(settings.home),
-            str(folder),
-            backbone=seg_backbone,
-            image_size=seg_image_size,
-            epochs=seg_epochs,
-            seed=seed,
-            encoder_weights=encoder_weights,
-            tags={"data_dir": str(folder)},
-        )
-    return result
+    return DetectorTrainingResult(**trained)
+
+
+def _train_segmenter(
+    settings: Settings,
+    seg_data: str,
+    backbone: str,
+    image_size: int | None,
+    epochs: int | None,
+    seed: int,
+    encoder_weights: str,
+) -> SegmenterTrainingResult:
+    """Train the segmenter on ``seg_data`` (``images/``, ``masks/``) alongside, and register it."""
+    folder = require_dir(seg_data, ["images", "masks"], "segmentation")
+    trained = train_segmenter_task(
+        str(settings.home),
+        str(folder),
+        backbone=backbone,
+        image_size=image_size,
+        epochs=epochs,
+        seed=seed,
+        encoder_weights=encoder_weights,
+        tags={"data_dir": str(folder)},
+    )
+    return SegmenterTrainingResult(**trained)

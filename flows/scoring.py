@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from prefect import flow, get_run_logger
 
 from flows.batching import batches
 from flows.progress import track_batches
+from flows.results import ScoringResult
 from flows.runtime import default_task_runner, flow_client, preload_on_workers
 from models.errors import DefectflowError, TryAgainLater
 from storage.ids import validate_shift_id
@@ -190,7 +191,7 @@ def nightly_scoring(
     one_stage: bool = False,
     rescore: bool = False,
     workers: int | None = None,
-) -> dict[str, Any]:
+) -> ScoringResult:
     """Score a shift's frames, write heatmaps and scores, log the run to MLflow and write the report.
 
     Args:
@@ -232,7 +233,7 @@ def _score_shift(
     one_stage: bool,
     rescore: bool,
     workers: int | None,
-) -> dict[str, Any]:
+) -> ScoringResult:
     """The work of :func:`nightly_scoring`, done while the shift's lock is held."""
     logger = get_run_logger()
     started = time.perf_counter()
@@ -256,25 +257,25 @@ def _score_shift(
         _warn_not_logged(settings, shift_id, not_logged)
     refs = plan.refs
     report = _report(settings, shift_id, plan, scores, paths, run_id, not_logged)
-    summary = {
-        "shift_id": shift_id,
-        "frames": len(plan.image_ids),
-        "scored_this_run": len(plan.todo),
-        "scored": len(scored),
-        "flagged": int(scored["is_anomalous"].astype(bool).sum()),
-        "no_component": int((scores["status"] == ScoreStatus.NO_COMPONENT).sum()),
-        "failed": int((scores["status"] == ScoreStatus.FAILED).sum()),
-        "images_per_second": len(plan.todo) / seconds if seconds > 0 and plan.todo else 0.0,
-        "scores": str(plan.results_dir / SCORES_FILE),
-        "report": str(report),
-        "mlflow_run_id": run_id,
-        "mlflow_not_logged": not_logged,
-        "segmenter_version": refs[0].version if refs[0] else None,
-        "detector_version": refs[1].version,
-        "seconds": run.steps(planned - started, time.perf_counter() - planned),
-        "phase_seconds": run.phases,  # summed over the workers
-    }
-    logger.info("shift %s scored: %s", shift_id, summary)
+    summary = ScoringResult(
+        shift_id=shift_id,
+        frames=len(plan.image_ids),
+        scored_this_run=len(plan.todo),
+        scored=len(scored),
+        flagged=int(scored["is_anomalous"].astype(bool).sum()),
+        no_component=int((scores["status"] == ScoreStatus.NO_COMPONENT).sum()),
+        failed=int((scores["status"] == ScoreStatus.FAILED).sum()),
+        images_per_second=len(plan.todo) / seconds if seconds > 0 and plan.todo else 0.0,
+        scores=str(plan.results_dir / SCORES_FILE),
+        report=str(report),
+        mlflow_run_id=run_id,
+        mlflow_not_logged=not_logged,
+        segmenter_version=refs[0].version if refs[0] else None,
+        detector_version=refs[1].version,
+        seconds=run.steps(planned - started, time.perf_counter() - planned),
+        phase_seconds=run.phases,  # summed over the workers
+    )
+    logger.info("shift %s scored: %s", shift_id, asdict(summary))
     return summary
 
 

@@ -6,10 +6,10 @@ Training runs where the flow runs (a GPU worker of the Prefect pool when there i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from prefect import flow
 
+from flows.results import DetectorTrainingResult, SegmenterTrainingResult
 from models.detector.recipes import RECOMMENDED_BACKBONE
 from models.errors import DefectflowError
 from models.segmentation.recipes import DEFAULT_BACKBONE as SEGMENTER_BACKBONE
@@ -49,11 +49,11 @@ def train_segmenter_flow(
     seed: int = 0,
     encoder_weights: str = PRETRAINED,
     max_minutes: float | None = None,
-) -> dict[str, Any]:
+) -> SegmenterTrainingResult:
     """Train the AMAM U-Net on ``data`` (``images/``, ``masks/``) and register it as ``segmenter@challenger``."""
     folder = require_dir(data, ["images", "masks"], "segmentation")
     settings = load_settings(home).ensure()
-    return train_segmenter_task(
+    trained = train_segmenter_task(
         str(settings.home),
         str(folder),
         backbone=backbone,
@@ -65,6 +65,7 @@ def train_segmenter_flow(
         encoder_weights=encoder_weights,
         max_minutes=max_minutes,
     )
+    return SegmenterTrainingResult(**trained)
 
 
 @flow(name="train_detector", log_prints=True)
@@ -79,14 +80,14 @@ def train_detector_flow(
     teacher_weights: str = PRETRAINED,
     max_minutes: float | None = None,
     lr: float | None = None,
-) -> dict[str, Any]:
+) -> DetectorTrainingResult:
     """Train the reverse-distillation detector on ``data/train/good`` and register it as ``detector@challenger``.
 
     Settings left ``None`` come from the backbone family's recipe (:mod:`models.detector.recipes`).
     """
     folder = require_dir(data, ["train/good"], "MVTec-layout")
     settings = load_settings(home).ensure()
-    return train_detector_task(
+    trained = train_detector_task(
         str(settings.home),
         str(folder),
         backbone=backbone,
@@ -98,3 +99,4 @@ def train_detector_flow(
         max_minutes=max_minutes,
         lr=lr,
     )
+    return DetectorTrainingResult(**trained)

@@ -8,14 +8,13 @@ heatmap's score row becomes ``failed`` (the next scoring scores the frame again)
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
 from prefect import flow
 
 from flows.batching import batches
 from flows.progress import track_batches
+from flows.results import VerifyResult
 from flows.runtime import default_task_runner
 from flows.scoring import consolidate
 from models.errors import DefectflowError
@@ -42,7 +41,7 @@ def _check(store_path: str, shift_id: str, kind: str, image_ids: list[str], batc
 
 
 @flow(name="verify_shift", log_prints=True, task_runner=default_task_runner())
-def verify_shift(shift_id: str, home: str | None = None, batch_size: int = 16) -> dict[str, Any]:
+def verify_shift(shift_id: str, home: str | None = None, batch_size: int = 16) -> VerifyResult:
     """Check a shift's stored frames and heatmaps against their checksums and mark what is damaged.
 
     Args:
@@ -89,12 +88,12 @@ def verify_shift(shift_id: str, home: str | None = None, batch_size: int = 16) -
                 for i in scores.loc[damaged, "image_id"]
             ]
             write_scores(results_dir, pd.DataFrame(scores))
-        return {
-            "shift_id": shift_id,
-            "frames_checked": int(stored.sum()),
-            "heatmaps_checked": int(finished.sum()),
-            "damaged_frames": frames,
-            "damaged_heatmaps": heatmaps,
-            "repair_frames": repair_frames if frames else None,
-            "repair_heatmaps": repair_heatmaps if heatmaps else None,
-        }
+        return VerifyResult(
+            shift_id=shift_id,
+            frames_checked=int(stored.sum()),
+            heatmaps_checked=int(finished.sum()),
+            damaged_frames=frames,
+            damaged_heatmaps=heatmaps,
+            repair_frames=repair_frames if frames else None,
+            repair_heatmaps=repair_heatmaps if heatmaps else None,
+        )

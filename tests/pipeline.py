@@ -19,6 +19,7 @@ from PIL import Image
 
 from flows.ingest import ingest_shift
 from flows.promotion import promote
+from flows.results import DetectorTrainingResult, ScoringResult, SegmenterTrainingResult
 from flows.runtime import dask_task_runner
 from flows.training import train_detector_flow, train_segmenter_flow
 from storage.registry import CHAMPION, alias_version
@@ -66,7 +67,7 @@ def runner(home: Path, own_cluster: bool = False, workers: int = 2):
     return dask_task_runner(load_settings(home), address=address, workers=workers)
 
 
-def train_small_models(home: Path, data: Path, seed: int = 0) -> tuple[dict, dict]:
+def train_small_models(home: Path, data: Path, seed: int = 0) -> tuple[SegmenterTrainingResult, DetectorTrainingResult]:
     """Train the small segmenter and detector through their real flows (each registers a challenger)."""
     segmenter = train_segmenter_flow(
         data=str(data / "segmentation"),
@@ -82,7 +83,7 @@ def train_small_models(home: Path, data: Path, seed: int = 0) -> tuple[dict, dic
     return segmenter, train_small_detector(home, data, seed)
 
 
-def train_small_detector(home: Path, data: Path, seed: int = 0) -> dict:
+def train_small_detector(home: Path, data: Path, seed: int = 0) -> DetectorTrainingResult:
     """The small detector of the pipeline tests, through its real flow (registers a challenger)."""
     return train_detector_flow(
         data=str(data / "mvtec"),
@@ -97,7 +98,7 @@ def train_small_detector(home: Path, data: Path, seed: int = 0) -> dict:
     )
 
 
-def score_shift(ws: Workspace, shift: str, own_cluster: bool = False, **kwargs) -> dict:
+def score_shift(ws: Workspace, shift: str, own_cluster: bool = False, **kwargs) -> ScoringResult:
     """Score ``shift`` of the workspace with its champions through the real flow; returns the flow's summary."""
     from flows.scoring import nightly_scoring
 

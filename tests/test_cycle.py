@@ -57,7 +57,7 @@ def _train_segmenter(data: Path, home: Path, epochs: int, max_minutes: float) ->
         max_minutes=max_minutes,
         encoder_weights="none",
     )
-    return result["version"]
+    return result.version
 
 
 def _aliases(home: Path, model: str) -> dict[str, str | None]:
@@ -89,7 +89,7 @@ def cycle(tmp_path_factory: pytest.TempPathFactory, prefect_api: str) -> dict[st
         #    champion; a relaxed floor (half its mIoU) lets it in.
         story["v1"] = _train_segmenter(segmentation, home, epochs=1, max_minutes=0.5)
         story["v1_default_floor"] = promote(model="segmenter", home=str(home), eval_data=str(segmentation))
-        env.setenv("DEFECTFLOW_FLOOR_MIOU", str(story["v1_default_floor"]["challenger_metrics"]["miou"] / 2))
+        env.setenv("DEFECTFLOW_FLOOR_MIOU", str(story["v1_default_floor"].challenger_metrics["miou"] / 2))
         story["v1_promotion"] = promote(model="segmenter", home=str(home), eval_data=str(segmentation))
         story["after_v1"] = _aliases(home, "segmenter")
         lap("v1")
@@ -112,7 +112,7 @@ def cycle(tmp_path_factory: pytest.TempPathFactory, prefect_api: str) -> dict[st
 
         # A detector champion for the scoring run (first promotion: its floor is relaxed, a tiny detector is noisy).
         env.setenv("DEFECTFLOW_FLOOR_IMAGE_AUROC", "0")
-        story["detector"] = train_small_detector(home, data)["version"]
+        story["detector"] = train_small_detector(home, data).version
         story["detector_promotion"] = promote(model="detector", home=str(home), eval_data=str(data / "mvtec"))
         lap("detector")
 
@@ -134,34 +134,34 @@ def cycle(tmp_path_factory: pytest.TempPathFactory, prefect_api: str) -> dict[st
         story["scores"] = read_scores(load_settings(home).results_dir(SHIFT))
         lap("scoring")
 
-    mious = {v: story[f"{v}_promotion"]["challenger_metrics"]["miou"] for v in ("v1", "v2", "v3")}
+    mious = {v: story[f"{v}_promotion"].challenger_metrics["miou"] for v in ("v1", "v2", "v3")}
     print(f"\ncycle: mIoU {mious}, seconds at the end of each step {story['timings']}")
     return story
 
 
 def test_first_champion_must_clear_the_floor(cycle: dict[str, Any]) -> None:
     refused, promoted = cycle["v1_default_floor"], cycle["v1_promotion"]
-    assert not refused["promoted"] and "floor" in refused["reason"], refused
-    assert refused["champion_version"] is None and refused["champion_metrics"] is None
-    assert promoted["promoted"], promoted
+    assert not refused.promoted and "floor" in refused.reason, refused
+    assert refused.champion_version is None and refused.champion_metrics is None
+    assert promoted.promoted, promoted
     assert cycle["after_v1"] == {CHAMPION: cycle["v1"], PREVIOUS: None, CHALLENGER: cycle["v1"]}
 
 
 def test_challenger_trained_on_corrupted_masks_is_refused(cycle: dict[str, Any]) -> None:
     decision = cycle["v2_promotion"]
-    assert decision["challenger_version"] == cycle["v2"] != cycle["v1"]
-    assert not decision["promoted"], decision
-    assert "miou" in decision["reason"] and "below the champion" in decision["reason"]
-    assert decision["challenger_metrics"]["miou"] < decision["champion_metrics"]["miou"]
+    assert decision.challenger_version == cycle["v2"] != cycle["v1"]
+    assert not decision.promoted, decision
+    assert "miou" in decision.reason and "below the champion" in decision.reason
+    assert decision.challenger_metrics["miou"] < decision.champion_metrics["miou"]
     assert cycle["after_v2"] == {CHAMPION: cycle["v1"], PREVIOUS: None, CHALLENGER: cycle["v2"]}
 
 
 def test_better_challenger_is_promoted_and_older_versions_stay(cycle: dict[str, Any]) -> None:
     v1, v2, v3 = cycle["v1"], cycle["v2"], cycle["v3"]
     decision = cycle["v3_promotion"]
-    assert decision["promoted"], decision
-    assert decision["challenger_metrics"]["miou"] > decision["champion_metrics"]["miou"]
-    assert (decision["champion_version"], decision["previous_version"]) == (v3, v1)
+    assert decision.promoted, decision
+    assert decision.challenger_metrics["miou"] > decision.champion_metrics["miou"]
+    assert (decision.champion_version, decision.previous_version) == (v3, v1)
     assert cycle["after_v3"] == {CHAMPION: v3, PREVIOUS: v1, CHALLENGER: v3}
     versions = {row["version"]: row["aliases"] for row in cycle["versions_after_v3"]}
     assert list(versions) == [v1, v2, v3]
@@ -182,17 +182,17 @@ def test_rollback_from_the_command_line_restores_the_previous_champion(cycle: di
 
 def test_a_rolled_back_version_is_not_promoted_again(cycle: dict[str, Any]) -> None:
     result = cycle["repromote_rolled_back"]
-    assert not result["promoted"] and "rolled back" in result["reason"]
-    assert result["challenger_metrics"]["miou"] > result["champion_metrics"]["miou"]  # better, and still refused
+    assert not result.promoted and "rolled back" in result.reason
+    assert result.challenger_metrics["miou"] > result.champion_metrics["miou"]  # better, and still refused
     assert cycle["after_repromote"][CHAMPION] == cycle["v1"]
 
 
 def test_next_scoring_run_records_the_restored_champion(cycle: dict[str, Any]) -> None:
     scores, summary = cycle["scores"], cycle["scoring"]
-    assert len(scores) == summary["frames"] == 4
+    assert len(scores) == summary.frames == 4
     assert set(scores["segmenter_version"]) == {cycle["v1"]}
     assert set(scores["detector_version"]) == {cycle["detector"]}
-    assert (summary["segmenter_version"], summary["detector_version"]) == (cycle["v1"], cycle["detector"])
+    assert (summary.segmenter_version, summary.detector_version) == (cycle["v1"], cycle["detector"])
 
 
 def test_every_decision_is_an_mlflow_run_with_both_metric_sets_and_the_reason(cycle: dict[str, Any]) -> None:
@@ -211,15 +211,15 @@ def test_every_decision_is_an_mlflow_run_with_both_metric_sets_and_the_reason(cy
     ]
     for step in decisions:
         result = cycle[step]
-        run = runs[result["mlflow_run_id"]]
+        run = runs[result.mlflow_run_id]
         assert run.info.status == "FINISHED"
-        assert run.data.tags["decision"] == ("promoted" if result["promoted"] else "refused"), step
-        assert run.data.tags["reason"] == result["reason"], step
-        assert run.data.params["model"] == result["model"]
-        assert run.data.params["challenger_version"] == result["challenger_version"]
-        for key, value in result["challenger_metrics"].items():
+        assert run.data.tags["decision"] == ("promoted" if result.promoted else "refused"), step
+        assert run.data.tags["reason"] == result.reason, step
+        assert run.data.params["model"] == result.model
+        assert run.data.params["challenger_version"] == result.challenger_version
+        for key, value in result.challenger_metrics.items():
             assert run.data.metrics[f"challenger_{key}"] == pytest.approx(value), (step, key)
-        champion = result["champion_metrics"]
+        champion = result.champion_metrics
         if step in ("v2_promotion", "v3_promotion", "repromote_rolled_back"):  # a champion existed: metrics too
             assert champion is not None
             assert run.data.params["champion_version"] == cycle["v1"]

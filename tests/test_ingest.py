@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.ingest import ingest_shift
+from flows.results import IngestResult
 from storage.frame_store import FrameStore
 from storage.ids import image_id_for
 from storage.shift_lock import ShiftBusy
@@ -29,7 +30,7 @@ from tests.pipeline import shared_cluster
 RNG = np.random.default_rng(7)
 
 
-def _run(source: Path, home: Path, shift: str = "S1", **kwargs) -> dict:
+def _run(source: Path, home: Path, shift: str = "S1", **kwargs) -> IngestResult:
     return ingest_shift.with_options(task_runner=task_runner_for(home))(
         source=str(source), shift_id=shift, home=str(home), **kwargs
     )
@@ -83,7 +84,7 @@ def frames(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def ingested(frames: Path, tmp_path_factory: pytest.TempPathFactory, prefect_api: str) -> tuple[Path, dict]:
+def ingested(frames: Path, tmp_path_factory: pytest.TempPathFactory, prefect_api: str) -> tuple[Path, IngestResult]:
     home = tmp_path_factory.mktemp("home")
     return home, _run(frames, home)
 
@@ -122,7 +123,7 @@ def test_every_kind_equals_what_pillow_decodes(frames: Path, ingested: tuple[Pat
         assert stored.dtype == expected.dtype, relative
         np.testing.assert_array_equal(stored, expected, err_msg=relative)
         assert (row["height"], row["width"], row["channels"]) == expected.shape
-    assert summary["ingested"] == 12
+    assert summary.ingested == 12
     # EXIF orientation 6 turns a 40x64 landscape into 64x40 portrait.
     assert store.read_image("S1", manifest.loc["cam2/deep/rotated.jpg", "image_id"]).shape == (64, 40, 3)
 
@@ -153,7 +154,7 @@ def test_array_layout_attributes_and_compression(frames: Path, ingested: tuple[P
 def test_dotfiles_are_ignored_and_ids_follow_paths(ingested: tuple[Path, dict]) -> None:
     home, summary = ingested
     manifest = read_manifest(home / "results" / "S1")
-    assert summary["files"] == len(manifest) == 12
+    assert summary.files == len(manifest) == 12
     assert not any(path.startswith(".") or "/." in path for path in manifest["source_path"])
     assert set(manifest["image_id"]) == {image_id_for(p) for p in manifest["source_path"]}
     assert manifest["image_id"].is_unique
@@ -201,7 +202,7 @@ def test_bad_input_is_quarantined_and_the_rest_ingested(bad_source: Path, home: 
     assert "not a decodable image" in reasons["text.jpg"]
     assert "not a frame" in reasons["readme.csv"]
     assert "60000x60000" in reasons["bomb.png"] and "limit" in reasons["bomb.png"]
-    assert summary["quarantined"] == 5 and summary["ingested"] == 1 and summary["duplicate"] == 1
+    assert summary.quarantined == 5 and summary.ingested == 1 and summary.duplicate == 1
     assert FrameStore(home / "store.zarr").image_ids("S1") == ["good.png"]
 
 
@@ -214,7 +215,7 @@ def test_rerun_adds_nothing_and_changes_nothing(bad_source: Path, home: Path, pr
     summary = _run(bad_source, home)
     pd.testing.assert_frame_equal(first, pd.read_parquet(manifest_path))
     assert array_meta.stat().st_mtime_ns == stamp
-    assert summary["new"] == 0
+    assert summary.new == 0
 
 
 def test_new_frames_in_a_later_run_are_added(bad_source: Path, home: Path, prefect_api: str) -> None:
@@ -223,7 +224,7 @@ def test_new_frames_in_a_later_run_are_added(bad_source: Path, home: Path, prefe
     (bad_source / "late_copy.png").write_bytes((bad_source / "good.png").read_bytes())
     summary = _run(bad_source, home)
     manifest = read_manifest(home / "results" / "S1").set_index("source_path")
-    assert summary["new"] == 2
+    assert summary.new == 2
     assert manifest.loc["late.png", "status"] == "ingested"
     assert manifest.loc["late_copy.png", "status"] == "duplicate"
 
@@ -317,7 +318,7 @@ def test_colliding_names_each_keep_their_frame(tmp_path: Path, home: Path, prefe
     summary = _run(source, home)
     manifest = read_manifest(home / "results" / "S1").set_index("source_path")
     store = FrameStore(home / "store.zarr")
-    assert summary["ingested"] == 5 and manifest["image_id"].is_unique
+    assert summary.ingested == 5 and manifest["image_id"].is_unique
     assert len(store.image_ids("S1")) == 5
     for name, expected in pixels.items():
         np.testing.assert_array_equal(store.read_image("S1", manifest.loc[name, "image_id"]), expected)
@@ -345,17 +346,17 @@ def test_a_changed_source_is_refused_and_the_first_ingest_stays_the_record(
     (source / "c.png").write_bytes((source / "d.png").read_bytes())  # a copy of another frame
     summary = _run(source, home)
     manifest = read_manifest(home / "results" / "S1").set_index("source_path")
-    assert set(summary["refused"]) == {"a.png", "b.png", "c.png"}
+    assert set(summary.refused) == {"a.png", "b.png", "c.png"}
     for name in ("a.png", "b.png", "c.png"):
         assert manifest.loc[name, "status"] == "ingested"
         assert manifest.loc[name, "sha256"] == first.loc[name, "sha256"]
-        assert "changed after ingest" in manifest.loc[name, "reason"] and "refused" in summary["refused"][name]
+        assert "changed after ingest" in manifest.loc[name, "reason"] and "refused" in summary.refused[name]
     stored = _ingested_pixels(home)
     for name, expected in pixels.items():
         np.testing.assert_array_equal(stored[name], expected, err_msg=name)
     again = _run(source, home)
     pd.testing.assert_frame_equal(read_manifest(home / "results" / "S1").set_index("source_path"), manifest)
-    assert again["new"] == 0
+    assert again.new == 0
 
 
 def test_a_frame_refused_by_the_pixel_limit_is_ingested_when_the_limit_is_raised(
@@ -369,9 +370,9 @@ def test_a_frame_refused_by_the_pixel_limit_is_ingested_when_the_limit_is_raised
     row = read_manifest(home / "results" / "S1").iloc[0]
     assert row["status"] == "quarantined" and "raise DEFECTFLOW_MAX_PIXELS" in row["reason"]
     unchanged = _run(source, home, max_pixels=5_000)
-    assert unchanged["new"] == 0 and unchanged["quarantined"] == 1
+    assert unchanged.new == 0 and unchanged.quarantined == 1
     summary = _run(source, home, max_pixels=20_000)
-    assert summary["ingested"] == 1 and summary["quarantined"] == 0
+    assert summary.ingested == 1 and summary.quarantined == 0
     np.testing.assert_array_equal(_ingested_pixels(home)["wide.png"], frame)
 
 
@@ -385,7 +386,7 @@ def test_folder_links_and_dangling_links_get_a_manifest_row(tmp_path: Path, home
     (source / "z-link.png").symlink_to(source / "cam1" / "a.png")
     summary = _run(source, home)
     manifest = read_manifest(home / "results" / "S1").set_index("source_path")
-    assert summary["files"] == len(manifest) == 5
+    assert summary.files == len(manifest) == 5
     assert manifest.loc["cam1/a.png", "status"] == "ingested"
     assert manifest.loc["z-link.png", "status"] == "duplicate"
     for name in ("cam1-again", "cam1/loop"):
@@ -393,7 +394,7 @@ def test_folder_links_and_dangling_links_get_a_manifest_row(tmp_path: Path, home
         assert "symbolic link to a folder" in manifest.loc[name, "reason"]
     assert manifest.loc["gone.png", "status"] == "quarantined"
     assert "dangling symbolic link" in manifest.loc["gone.png", "reason"]
-    assert _run(source, home)["new"] == 0
+    assert _run(source, home).new == 0
 
 
 def test_a_file_that_vanishes_or_changes_after_hashing_is_quarantined_and_the_batch_goes_on(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from flows.results import RetrainResult
 from flows.retraining import confidently_normal, retrain, select_shifts
 from flows.scoring import nightly_scoring
 from flows.training import DataError
@@ -22,7 +23,7 @@ from tests.pipeline import Workspace, ingest_copy, runner
 SHIFT_FOR_RETRAIN = "retrain-source"
 
 
-def _retrain(workspace: Workspace, **kwargs) -> dict:
+def _retrain(workspace: Workspace, **kwargs) -> RetrainResult:
     return retrain.with_options(task_runner=runner(workspace.home))(
         home=str(workspace.home),
         eval_data=str(workspace.mvtec),
@@ -68,7 +69,7 @@ def test_retrain_trains_on_confidently_normal_frames_and_records_lineage(workspa
     curated = workspace.mvtec / "train" / "good"
     result = _retrain(workspace, shifts=[SHIFT_FOR_RETRAIN], good_dir=str(curated))
 
-    lineage = result["lineage"]
+    lineage = result.lineage
     names = Path(lineage["dataset_dir"], "training_list.txt").read_text().split()
     prefix = f"{SHIFT_FOR_RETRAIN}__"
     from_shift = {name.split("__", 1)[1].removesuffix(".png") for name in names if name.startswith(prefix)}
@@ -81,7 +82,7 @@ def test_retrain_trains_on_confidently_normal_frames_and_records_lineage(workspa
     assert sum(name.startswith("curated__") for name in names) == len(list(curated.glob("*.png")))
     assert int(lineage["frame_count"]) == len(names) == len(list(Path(lineage["dataset_dir"], "train/good").iterdir()))
 
-    version = result["detector"]["version"]
+    version = result.detector.version
     assert alias_version(settings, "detector", CHALLENGER) == version
     tags = version_tags(settings, "detector", version)
     assert tags["training_list_sha256"] == lineage["training_list_sha256"]

@@ -26,6 +26,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from flows.cli import app as cli
+from flows.results import ScoringResult
 from review.app import create_app
 from review.security import TOKEN_COOKIE, Guard, check_bind
 from review.server import background_server, free_port
@@ -38,7 +39,7 @@ LOCAL = "http://127.0.0.1:8080"  # test clients ask as a browser on this machine
 
 
 @pytest.fixture(scope="module")
-def review_home(workspace: Workspace, scored: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def review_home(workspace: Workspace, scored: ScoringResult, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A workspace holding only a copy of the scored shift (tables, run record, frames and heatmaps)."""
     source = load_settings(workspace.home)
     home = tmp_path_factory.mktemp("review") / "home"
@@ -103,16 +104,18 @@ def _poll(url: str, process: subprocess.Popen) -> httpx.Response:
     raise AssertionError(f"defectflow serve did not answer on {url} (exit code {process.poll()})")
 
 
-def test_pages_list_the_shift_and_its_flagged_frames_first(client: TestClient, settings: Settings, scored: dict):
+def test_pages_list_the_shift_and_its_flagged_frames_first(
+    client: TestClient, settings: Settings, scored: ScoringResult
+):
     shifts = client.get("/")
     assert shifts.status_code == 200 and f'data-shift-id="{SHIFT}"' in shifts.text
-    assert f"/#/runs/{scored['mlflow_run_id']}" in shifts.text  # the scoring flow recorded its MLflow run
-    assert f"detector {scored['detector_version']}" in shifts.text
+    assert f"/#/runs/{scored.mlflow_run_id}" in shifts.text  # the scoring flow recorded its MLflow run
+    assert f"detector {scored.detector_version}" in shifts.text
     page = client.get(f"/shifts/{SHIFT}")
     rows = re.findall(r'<tr class="frame( flagged)?" data-image-id="([^"]+)"', page.text)
     flagged = _flagged(settings)
     assert [image for mark, image in rows if mark] == flagged  # flagged, highest score first
-    assert [image for _, image in rows][: len(flagged)] == flagged and len(rows) == scored["frames"]
+    assert [image for _, image in rows][: len(flagged)] == flagged and len(rows) == scored.frames
     some = rows[0][1]
     frame = client.get(f"/shifts/{SHIFT}/frames/{some}")
     assert frame.status_code == 200 and 'id="viewer"' in frame.text and "threshold 0.5" in frame.text

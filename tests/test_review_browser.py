@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from flows.results import ScoringResult
 from review.app import create_app
 from review.server import background_server
 from storage.settings import load_settings
@@ -39,7 +40,9 @@ def _browser_or_skip() -> str:
     return chromium
 
 
-def test_a_reviewer_records_verdicts_with_the_keyboard(workspace: Workspace, scored: dict, tmp_path: Path) -> None:
+def test_a_reviewer_records_verdicts_with_the_keyboard(
+    workspace: Workspace, scored: ScoringResult, tmp_path: Path
+) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     chromium = _browser_or_skip()

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.ingest import ingest_shift
+from flows.results import ScoringResult
 from models.packaging import load_model_package, save_model_package
 from models.segmentation.builder import SEGMENTER_KIND, segmenter_builder
 from storage.frame_store import FrameStore
@@ -34,7 +35,7 @@ from tests.pipeline import SHIFT, Workspace, champion_refs, ingest_copy, runner,
 _score = score_shift  # the session's ``scored`` fixture (tests/conftest.py) scores ``SHIFT`` once for all modules
 
 
-def test_scores_table_has_one_row_per_frame_with_champion_versions(workspace: Workspace, scored: dict) -> None:
+def test_scores_table_has_one_row_per_frame_with_champion_versions(workspace: Workspace, scored: ScoringResult) -> None:
     settings = load_settings(workspace.home)
     scores = read_scores(settings.results_dir(SHIFT))
     manifest = read_manifest(settings.results_dir(SHIFT))
@@ -47,10 +48,12 @@ def test_scores_table_has_one_row_per_frame_with_champion_versions(workspace: Wo
     ok = scores[scores["status"] == "scored"]
     assert ok["score"].between(0, 1).all()
     assert (ok["is_anomalous"] == (ok["raw_score"] >= ok["threshold"])).all()
-    assert scored["scored_this_run"] == len(scores)
+    assert scored.scored_this_run == len(scores)
 
 
-def test_heatmaps_are_full_resolution_float16_and_zero_outside_the_box(workspace: Workspace, scored: dict) -> None:
+def test_heatmaps_are_full_resolution_float16_and_zero_outside_the_box(
+    workspace: Workspace, scored: ScoringResult
+) -> None:
     settings = load_settings(workspace.home)
     store = FrameStore(settings.store_path)
     scores = read_scores(settings.results_dir(SHIFT))
@@ -76,22 +79,22 @@ def test_heatmaps_are_full_resolution_float16_and_zero_outside_the_box(workspace
     assert max(peaks) > 0, "every scored heatmap is empty"
 
 
-def test_mlflow_run_has_params_metrics_and_artifacts(workspace: Workspace, scored: dict) -> None:
+def test_mlflow_run_has_params_metrics_and_artifacts(workspace: Workspace, scored: ScoringResult) -> None:
     settings = load_settings(workspace.home)
     client = MlflowClient(settings.tracking_uri)
-    run = client.get_run(scored["mlflow_run_id"])
+    run = client.get_run(scored.mlflow_run_id)
     experiment = client.get_experiment(run.info.experiment_id)
     assert experiment.name == "nightly-scoring"
     assert run.data.params["shift_id"] == SHIFT
-    assert run.data.params["detector_version"] == scored["detector_version"]
+    assert run.data.params["detector_version"] == scored.detector_version
     for key in ("images", "flagged", "flag_rate", "score_p50", "score_p95", "score_p99", "images_per_second"):
         assert key in run.data.metrics, key
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert "score_histogram.png" in artifacts and "top_overlays" in artifacts
 
 
-def test_report_lists_every_flagged_frame(workspace: Workspace, scored: dict) -> None:
-    report = Path(scored["report"])
+def test_report_lists_every_flagged_frame(workspace: Workspace, scored: ScoringResult) -> None:
+    report = Path(scored.report)
     text = report.read_text()
     scores = read_scores(load_settings(workspace.home).results_dir(SHIFT))
     flagged = scores[(scores["status"] == "scored") & scores["is_anomalous"].astype(bool)]
@@ -102,11 +105,11 @@ def test_report_lists_every_flagged_frame(workspace: Workspace, scored: dict) ->
         assert (report.parent / "overlays" / f"{image_id}.jpg").is_file()
 
 
-def test_report_renders_in_headless_chromium(workspace: Workspace, scored: dict, tmp_path: Path) -> None:
+def test_report_renders_in_headless_chromium(workspace: Workspace, scored: ScoringResult, tmp_path: Path) -> None:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("no Chromium installed (Debian package 'chromium'; .ci/run installs it): report not rendered")
-    report = Path(scored["report"])
+    report = Path(scored.report)
     command = [
         chromium,
         "--headless",
@@ -142,9 +145,9 @@ def test_rerun_scores_only_unscored_frames_unless_rescore(workspace: Workspace) 
     ingest_copy(workspace, "rerun")
     first = _score(workspace, "rerun", batch_size=4)
     again = _score(workspace, "rerun", batch_size=4)
-    assert first["scored_this_run"] == first["frames"] and again["scored_this_run"] == 0
+    assert first.scored_this_run == first.frames and again.scored_this_run == 0
     forced = _score(workspace, "rerun", batch_size=4, rescore=True)
-    assert forced["scored_this_run"] == first["frames"]
+    assert forced.scored_this_run == first.frames
 
 
 def test_bad_frames_get_a_status_and_do_not_stop_the_others(workspace: Workspace) -> None:
@@ -166,7 +169,7 @@ def test_bad_frames_get_a_status_and_do_not_stop_the_others(workspace: Workspace
     assert "checksum" in scores.loc[blanked, "reason"] and "defectflow verify" in scores.loc[blanked, "reason"]
     others = scores.drop(index=[broken, blanked])
     assert len(others) == 7 and set(others["status"]) <= {"scored", "no_component"}
-    assert summary["scored"] >= 1 and summary["failed"] == 2
+    assert summary.scored >= 1 and summary.failed == 2
 
 
 def _remove_chunks(array_dir: Path) -> None:
@@ -232,7 +235,7 @@ def test_frames_without_a_component_are_reported_not_scored(workspace: Workspace
     assert (scores["status"] == "no_component").all() and len(scores) == 8
     assert scores["reason"].str.contains("holds no pixel of class 1").all()
     assert scores["score"].isna().all() and not scores["is_anomalous"].any()
-    assert summary["no_component"] == 8 and summary["scored"] == 0
+    assert summary.no_component == 8 and summary.scored == 0
     heatmap = zarr.open_array(settings.store_path / "shifts" / "empty" / "heatmaps" / scores["image_id"].iloc[0])
     assert heatmap.attrs["status"] == "no_component"
 
@@ -244,7 +247,7 @@ def test_one_stage_scores_whole_frames(workspace: Workspace) -> None:
     assert (scores["status"] == "scored").all()
     assert (scores[["y0", "x0"]] == 0).all().all()
     assert (scores["y1"] == 384).all() and (scores["x1"] == 512).all()
-    assert scores["segmenter_version"].isna().all() and summary["segmenter_version"] is None
+    assert scores["segmenter_version"].isna().all() and summary.segmenter_version is None
 
 
 def test_a_killed_worker_loses_no_finished_work(workspace: Workspace) -> None:
@@ -270,11 +273,11 @@ def test_a_killed_worker_loses_no_finished_work(workspace: Workspace) -> None:
         summary = None
     killer.join()
     assert killed, "no worker process was killed"
-    if summary is None or summary["failed"]:
+    if summary is None or summary.failed:
         summary = _score(workspace, "killed", batch_size=1)
     scores = read_scores(load_settings(workspace.home).results_dir("killed"))
     assert len(scores) == 8 and not (scores["status"] == "failed").any()
-    assert summary["failed"] == 0
+    assert summary.failed == 0
 
 
 def test_models_load_once_per_process(workspace: Workspace) -> None:
@@ -294,12 +297,12 @@ def test_missing_champion_is_a_clear_error(tmp_path: Path) -> None:
     assert "defectflow train segmenter" in result.output.replace("\n", " ")
 
 
-def test_zarr_heatmap_attributes_name_the_detector(workspace: Workspace, scored: dict) -> None:
+def test_zarr_heatmap_attributes_name_the_detector(workspace: Workspace, scored: ScoringResult) -> None:
     settings = load_settings(workspace.home)
     scores = read_scores(settings.results_dir(SHIFT))
     first = scores[scores["status"] == "scored"].iloc[0]
     attributes = zarr.open_array(settings.store_path / "shifts" / SHIFT / "heatmaps" / first["image_id"]).attrs
-    assert attributes["detector_version"] == scored["detector_version"]
+    assert attributes["detector_version"] == scored.detector_version
     assert isinstance(pd.Timestamp(first["scored_at"]), pd.Timestamp)
 
 
@@ -315,7 +318,7 @@ def test_a_scoring_of_a_busy_shift_refuses_with_exit_75(workspace: Workspace) ->
     assert read_scores(load_settings(workspace.home).results_dir("busy")).empty
 
 
-def test_the_demo_summary_reads_a_scored_shift(workspace: Workspace, scored: dict, capsys) -> None:
+def test_the_demo_summary_reads_a_scored_shift(workspace: Workspace, scored: ScoringResult, capsys) -> None:
     from flows.demo import _summary
 
     _summary(workspace.home, workspace.shift_dir, score_seconds=1.0, total_seconds=60.0, shift=SHIFT)

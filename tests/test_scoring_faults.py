@@ -258,7 +258,7 @@ def test_a_full_disk_while_heatmaps_are_written_fails_those_frames_clearly_and_t
         summary = _score(workspace, "disk-full", batch_size=2)
         scores = read_scores(settings.results_dir("disk-full"))
         failed = scores[scores["status"] == "failed"]
-        assert summary["failed"] == len(failed) >= 1
+        assert summary.failed == len(failed) >= 1
         assert failed["reason"].str.contains("No space left on device").all(), failed["reason"].tolist()
         finished = scores[scores["status"].isin(FINISHED)]
         for image_id in finished["image_id"]:  # nothing half-written is taken for done
@@ -266,7 +266,7 @@ def test_a_full_disk_while_heatmaps_are_written_fails_those_frames_clearly_and_t
 
         subprocess.run(["mount", "-o", "remount,size=64m", str(heatmaps)], check=True)  # space is back
         again = _score(workspace, "disk-full", batch_size=2)
-        assert again["failed"] == 0 and again["scored_this_run"] == len(failed)
+        assert again.failed == 0 and again.scored_this_run == len(failed)
         assert len(_assert_shift_complete(workspace, "disk-full")) == FRAMES
 
 
@@ -320,17 +320,17 @@ def test_a_locked_mlflow_store_costs_the_mlflow_run_not_the_scores(workspace: Wo
         locker.start()
         summary = _score(workspace, "mlflow-locked", batch_size=1)
         locker.join()
-    assert summary["mlflow_run_id"] is None
-    assert summary["mlflow_not_logged"] and "the whole run" in summary["mlflow_not_logged"]
-    assert "database is locked" in summary["mlflow_not_logged"]
-    assert summary["scored"] + summary["no_component"] == FRAMES and summary["failed"] == 0
+    assert summary.mlflow_run_id is None
+    assert summary.mlflow_not_logged and "the whole run" in summary.mlflow_not_logged
+    assert "database is locked" in summary.mlflow_not_logged
+    assert summary.scored + summary.no_component == FRAMES and summary.failed == 0
     _assert_shift_complete(workspace, "mlflow-locked")
-    report = Path(summary["report"]).read_text()
+    report = Path(summary.report).read_text()
     assert "not logged to MLflow" in report and "database is locked" in report
 
     again = _score(workspace, "mlflow-locked", batch_size=1)  # MLflow is back: nothing is scored, the run is logged
-    assert again["scored_this_run"] == 0 and again["mlflow_not_logged"] is None
-    run = MlflowClient(settings.tracking_uri).get_run(again["mlflow_run_id"])
+    assert again.scored_this_run == 0 and again.mlflow_not_logged is None
+    run = MlflowClient(settings.tracking_uri).get_run(again.mlflow_run_id)
     assert run.data.params["shift_id"] == "mlflow-locked" and run.data.metrics["images"] == FRAMES
 
 

@@ -7,7 +7,7 @@ import json
 import math
 import os
 import platform
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,7 @@ def markdown_table(pipelines: list[Pipeline]) -> str:
         not_scored = ", ".join(f"{v} {k}" for k, v in statuses.items()) or "0"
         lines.append(
             f"| {p.name} | {p.trained_on} | {fmt(m['image_auroc'])} | {fmt(m['pixel_auroc'])} "
-            f"| {fmt(p.summary['images_per_second'], 2)} | {fmt(bare, 2)} | {not_scored} |"
+            f"| {fmt(p.summary.images_per_second, 2)} | {fmt(bare, 2)} | {not_scored} |"
         )
     return "\n".join(lines)
 
@@ -155,9 +155,9 @@ def pipeline_record(p: Pipeline) -> dict[str, Any]:
         "detector": p.detector,
         "trained_on": p.trained_on,
         **p.metrics,
-        "images_per_second_flow": p.summary["images_per_second"],
+        "images_per_second_flow": p.summary.images_per_second,
         "flow_wall_seconds": p.flow_seconds,
         "images_per_second_bare": p.metrics["frames"] / p.bare_seconds if p.bare_seconds else None,
         "bare_seconds": p.bare_seconds,
-        "flow_summary": p.summary,
+        "flow_summary": asdict(p.summary),
     }

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.two_stage.options import EPOCHS, SEG_BACKBONE, SHIFT_ONE_STAGE, SHIFT_TWO_STAGE, say
+from flows.results import ScoringResult
 
 
 def run_cli(arguments: list[str]) -> None:
@@ -72,7 +73,7 @@ class Pipeline:
     segmenter: str | None
     detector: str
     trained_on: str
-    summary: dict[str, Any] = field(default_factory=dict)
+    summary: ScoringResult | None = None  # the scoring flow's, once it ran
     flow_seconds: float = math.nan
     bare_seconds: float | None = None
     metrics: dict[str, Any] = field(default_factory=dict)

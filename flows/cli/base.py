@@ -259,10 +259,11 @@ def refuse_if_busy(settings: Any, shift: str | None) -> None:
             pass
 
 
-def _print_metrics(title: str, result: dict[str, Any], keys: list[str]) -> None:
+def _print_metrics(title: str, result: Any, keys: list[str]) -> None:
+    """A table of ``result``'s attributes ``keys`` (a flow's result record), floats to four places."""
     rows = []
     for key in keys:
-        value = result.get(key)
+        value = getattr(result, key)
         rows.append((key, f"{value:.4f}" if isinstance(value, float) else value))
     print_table(title, rows)
 

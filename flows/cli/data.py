@@ -127,18 +127,18 @@ def ingest(
     print_table(
         f"shift {shift} ingested",
         [
-            ("files", summary["files"]),
-            ("ingested", summary["ingested"]),
-            ("duplicate", summary["duplicate"]),
-            ("quarantined", summary["quarantined"]),
-            ("refused (changed since ingest)", len(summary["refused"])),
-            ("manifest", summary["manifest"]),
-            ("store", summary["store"]),
+            ("files", summary.files),
+            ("ingested", summary.ingested),
+            ("duplicate", summary.duplicate),
+            ("quarantined", summary.quarantined),
+            ("refused (changed since ingest)", len(summary.refused)),
+            ("manifest", summary.manifest),
+            ("store", summary.store),
         ],
     )
-    for path, reason in summary["quarantine_reasons"].items():
+    for path, reason in summary.quarantine_reasons.items():
         console.print(f"  [yellow]quarantined[/] {escape(path)}: {escape(reason)}", soft_wrap=True)
-    for path, reason in summary["refused"].items():
+    for path, reason in summary.refused.items():
         console.print(f"  [red]refused[/] {escape(path)}: {escape(reason)}", soft_wrap=True)
 
 
@@ -158,24 +158,22 @@ def verify(
     settings = load_settings(home).ensure()
     refuse_if_busy(settings, shift)
     summary = run_flow(verify_shift, settings, dask_address, workers, shift_id=shift, home=str(settings.home))
-    damaged = {**summary["damaged_frames"], **summary["damaged_heatmaps"]}
+    damaged = {**summary.damaged_frames, **summary.damaged_heatmaps}
     print_table(
         f"shift {shift} verified",
         [
-            ("frames checked", summary["frames_checked"]),
-            ("heatmaps checked", summary["heatmaps_checked"]),
-            ("damaged frames", len(summary["damaged_frames"])),
-            ("damaged heatmaps", len(summary["damaged_heatmaps"])),
+            ("frames checked", summary.frames_checked),
+            ("heatmaps checked", summary.heatmaps_checked),
+            ("damaged frames", len(summary.damaged_frames)),
+            ("damaged heatmaps", len(summary.damaged_heatmaps)),
         ],
     )
-    for kind, problems in (("frame", summary["damaged_frames"]), ("heatmap", summary["damaged_heatmaps"])):
+    for kind, problems in (("frame", summary.damaged_frames), ("heatmap", summary.damaged_heatmaps)):
         for image_id, problem in problems.items():
             console.print(f"  [red]damaged {kind}[/] {image_id}: {escape(problem)}", soft_wrap=True)
-    if summary["repair_frames"]:
-        console.print(
-            f"restore the damaged frames from their sources: {escape(summary['repair_frames'])}", soft_wrap=True
-        )
-    if summary["repair_heatmaps"]:
-        console.print(f"score the frames with damaged heatmaps again: {summary['repair_heatmaps']}", soft_wrap=True)
+    if summary.repair_frames:
+        console.print(f"restore the damaged frames from their sources: {escape(summary.repair_frames)}", soft_wrap=True)
+    if summary.repair_heatmaps:
+        console.print(f"score the frames with damaged heatmaps again: {summary.repair_heatmaps}", soft_wrap=True)
     if damaged:
         raise typer.Exit(1)

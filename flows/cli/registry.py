@@ -43,10 +43,10 @@ def evaluate_segmenter_command(
         home=str(home) if home else None,
         json_out=str(json_out) if json_out else None,
     )
-    rows = [("model", model), ("version", result.get("version")), ("images", result["images"])]
-    rows += [("miou", f"{result['miou']:.4f}"), ("pixel_accuracy", f"{result['pixel_accuracy']:.4f}")]
-    rows += [(f"IoU ({k})", "n/a" if v is None else f"{v:.4f}") for k, v in result["per_class_iou"].items()]
-    rows += [("ms_per_image", f"{result['ms_per_image']:.1f}")]
+    rows = [("model", model), ("version", result.version), ("images", result.images)]
+    rows += [("miou", f"{result.miou:.4f}"), ("pixel_accuracy", f"{result.pixel_accuracy:.4f}")]
+    rows += [(f"IoU ({k})", "n/a" if v is None else f"{v:.4f}") for k, v in result.per_class_iou.items()]
+    rows += [("ms_per_image", f"{result.ms_per_image:.1f}")]
     print_table("segmenter evaluation", rows)
 
 
@@ -75,19 +75,20 @@ def evaluate_detector_command(
         json_out=str(json_out) if json_out else None,
         out_dir=str(out_dir) if out_dir else None,
     )
-    table = Table(title=f"detector evaluation: {model} (v{result.get('version')})", title_justify="left")
+    table = Table(title=f"detector evaluation: {model} (v{result.version})", title_justify="left")
     for column in ["defect", "count", "image AUROC", "pixel AUROC", "AUPRO", "image F1-max", "pixel F1-max"]:
         table.add_column(column)
 
+    keys = ["image_auroc", "pixel_auroc", "aupro", "image_f1_max", "pixel_f1_max"]
+
     def cells(metrics: dict[str, Any]) -> list[str]:
-        keys = ["image_auroc", "pixel_auroc", "aupro", "image_f1_max", "pixel_f1_max"]
         return [f"{metrics[k]:.4f}" if isinstance(metrics.get(k), float) else "n/a" for k in keys]
 
-    for defect, metrics in result["per_defect"].items():
+    for defect, metrics in result.per_defect.items():
         table.add_row(defect, str(metrics.get("count", "")), *cells(metrics))
-    table.add_row("[bold]overall", str(result["n_images"]), *cells(result))
+    table.add_row("[bold]overall", str(result.n_images), *cells({k: getattr(result, k) for k in keys}))
     console.print(table)
-    console.print(f"{result['ms_per_image']:.1f} ms per image (forward pass)")
+    console.print(f"{result.ms_per_image:.1f} ms per image (forward pass)")
     if out_dir:
         console.print(f"overlays of the worst cases: {out_dir}")
 
@@ -115,22 +116,22 @@ def promote(
     result = run_local_flow(
         promote_flow, model=model, home=str(home) if home else None, eval_data=str(eval_data) if eval_data else None
     )
-    verdict = "[green]promoted[/]" if result["promoted"] else "[red]refused[/]"
-    console.print(f"{model} v{result['challenger_version']}: {verdict}: {escape(result['reason'])}", soft_wrap=True)
-    reviewed = result.get("reviewed")
+    verdict = "[green]promoted[/]" if result.promoted else "[red]refused[/]"
+    console.print(f"{model} v{result.challenger_version}: {verdict}: {escape(result.reason)}", soft_wrap=True)
+    reviewed = result.reviewed
     if reviewed:
         console.print(escape(reviewed["note"]), soft_wrap=True)
     title = "evaluation on the fixed set" + (" and the reviewed frames" if reviewed and reviewed["image_auroc"] else "")
     table = Table(title=title, title_justify="left")
     table.add_column("metric")
-    table.add_column(f"challenger v{result['challenger_version']}")
+    table.add_column(f"challenger v{result.challenger_version}")
     table.add_column("champion")
-    champion = result["champion_metrics"] or {}
-    for key, value in result["challenger_metrics"].items():
+    champion = result.champion_metrics or {}
+    for key, value in result.challenger_metrics.items():
         old = champion.get(key)
         table.add_row(key, f"{value:.4f}" if value is not None else "n/a", f"{old:.4f}" if old is not None else "n/a")
     console.print(table)
-    console.print(f"champion: v{result['champion_version']}  previous: v{result['previous_version']}")
+    console.print(f"champion: v{result.champion_version}  previous: v{result.previous_version}")
 
 
 @app.command()
@@ -140,7 +141,7 @@ def rollback(model: ModelOption = "detector", home: HomeOption = None, verbose: 
     from flows.promotion import rollback as rollback_flow
 
     result = run_local_flow(rollback_flow, model=model, home=str(home) if home else None)
-    console.print(f"{model}: champion is v{result['champion_version']} again (v{result['demoted_version']} demoted)")
+    console.print(f"{model}: champion is v{result.champion_version} again (v{result.demoted_version} demoted)")
 
 
 @app.command()

@@ -63,24 +63,24 @@ def score(
         workers=count,
     )
     print_table(
-        f"shift {summary['shift_id']} scored",
+        f"shift {summary.shift_id} scored",
         [
-            ("frames", summary["frames"]),
-            ("scored this run", summary["scored_this_run"]),
-            ("flagged", summary["flagged"]),
-            ("no component", summary["no_component"]),
-            ("failed", summary["failed"]),
-            ("images/s", f"{summary['images_per_second']:.2f}"),
-            ("segmenter", summary["segmenter_version"] or "none (one-stage)"),
-            ("detector", summary["detector_version"]),
-            ("scores", summary["scores"]),
-            ("report", summary["report"]),
-            ("MLflow run", summary["mlflow_run_id"] or "none"),
+            ("frames", summary.frames),
+            ("scored this run", summary.scored_this_run),
+            ("flagged", summary.flagged),
+            ("no component", summary.no_component),
+            ("failed", summary.failed),
+            ("images/s", f"{summary.images_per_second:.2f}"),
+            ("segmenter", summary.segmenter_version or "none (one-stage)"),
+            ("detector", summary.detector_version),
+            ("scores", summary.scores),
+            ("report", summary.report),
+            ("MLflow run", summary.mlflow_run_id or "none"),
         ],
     )
-    if summary["mlflow_not_logged"]:
+    if summary.mlflow_not_logged:
         console.print(
-            f"[yellow]warning:[/] not logged to MLflow: {escape(summary['mlflow_not_logged'])}. Scores, heatmaps "
+            f"[yellow]warning:[/] not logged to MLflow: {escape(summary.mlflow_not_logged)}. Scores, heatmaps "
             "and the report are written; run the same command again when MLflow is reachable to log the shift's run",
             soft_wrap=True,
         )

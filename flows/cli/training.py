@@ -72,7 +72,7 @@ def train_segmenter_command(
         max_minutes=max_minutes,
     )
     _print_metrics(
-        f"segmenter v{result['version']} registered as segmenter@challenger",
+        f"segmenter v{result.version} registered as segmenter@challenger",
         result,
         ["val_miou", "val_pixel_accuracy", "best_epoch", "train_images", "val_images", "training_seconds", "run_id"],
     )
@@ -129,13 +129,13 @@ def train_detector_command(
         max_minutes=max_minutes,
         lr=lr,
     )
-    if result.get("nonfinite_recoveries"):
+    if result.nonfinite_recoveries:
         console.print(
-            f"[yellow]note:[/] training met non-finite values {result['nonfinite_recoveries']} time(s) and recovered "
+            f"[yellow]note:[/] training met non-finite values {result.nonfinite_recoveries} time(s) and recovered "
             "(restored the last finite weights, lowered the learning rate); the MLflow run has the record."
         )
     _print_metrics(
-        f"detector v{result['version']} registered as detector@challenger",
+        f"detector v{result.version} registered as detector@challenger",
         result,
         ["image_auroc", "pixel_auroc", "aupro", "image_f1_max", "pixel_f1_max", "epochs_completed", "run_id"],
     )
@@ -193,9 +193,10 @@ def retrain(
         teacher_weights=teacher_weights,
         encoder_weights=encoder_weights,
     )
-    detector = result["detector"]
-    rows = [("detector version", f"v{detector['version']} (challenger)")]
-    rows += [(k, v) for k, v in result["lineage"].items()]
-    rows += [(k, f"{detector[k]:.4f}") for k in ("image_auroc", "pixel_auroc", "aupro") if k in detector]
+    detector = result.detector
+    rows = [("detector version", f"v{detector.version} (challenger)")]
+    rows += [(k, v) for k, v in result.lineage.items()]
+    metrics = {k: getattr(detector, k) for k in ("image_auroc", "pixel_auroc", "aupro")}
+    rows += [(k, f"{value:.4f}") for k, value in metrics.items() if value is not None]
     print_table("retrained", rows)
     console.print("next: 'defectflow promote --model detector' decides whether it scores the next shift")

@@ -70,17 +70,17 @@ def recalibrate(
     check_recalibration(model, load_settings(home).ensure(), shifts)  # one line, not a failed run
     result = run_local_flow(recalibrate_flow, model=model, shifts=shifts, home=str(home) if home else None)
     print_table(
-        f"detector v{result['version']} registered as detector@challenger",
+        f"detector v{result.version} registered as detector@challenger",
         [
-            ("weights", f"detector v{result['source_version']}'s (the champion), unchanged"),
-            ("image threshold", f"{result['threshold']:.6g} (was {result['previous_threshold']:.6g})"),
-            ("image F1 at the threshold", f"{result['image_f1']:.4f}"),
-            ("reviewed frames used", f"{result['defect']} defect, {result['false_alarm']} false alarm"),
-            ("shifts", ", ".join(result["shifts"])),
-            ("skipped: scored by another version", result["skipped_other_version"]),
-            ("skipped: no score", result["not_scored"]),
-            ("unsure (ignored)", result["unsure"]),
-            ("MLflow run", result["run_id"]),
+            ("weights", f"detector v{result.source_version}'s (the champion), unchanged"),
+            ("image threshold", f"{result.threshold:.6g} (was {result.previous_threshold:.6g})"),
+            ("image F1 at the threshold", f"{result.image_f1:.4f}"),
+            ("reviewed frames used", f"{result.defect} defect, {result.false_alarm} false alarm"),
+            ("shifts", ", ".join(result.shifts)),
+            ("skipped: scored by another version", result.skipped_other_version),
+            ("skipped: no score", result.not_scored),
+            ("unsure (ignored)", result.unsure),
+            ("MLflow run", result.run_id),
         ],
     )
     console.print("next: 'defectflow promote --model detector' decides whether it scores the next shift")
