@@ -26,6 +26,8 @@ from zarr.codecs import ZstdCodec
 MAX_CHUNK = 1024
 _COMPRESSOR = ZstdCodec(level=3)
 CHECKSUM_ATTRIBUTE = "pixel_sha256"
+#: fsspec URLs of the local filesystem (``file:///shared/store.zarr``).
+LOCAL_URL_PREFIXES = ("file://", "local://")
 
 
 class DamagedArray(Exception):
@@ -64,13 +66,23 @@ class FrameStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path).rstrip("/")
+        # fsspec's local filesystem creates no parent folders unless asked; zarr's own folder store does
+        self._storage_options = {"auto_mkdir": True} if self.path.startswith(LOCAL_URL_PREFIXES) else None
+
+    def _group(self, location: str, mode: str) -> zarr.Group:
+        """A group of the store, opened the one way every location is (a folder or an fsspec URL)."""
+        return zarr.open_group(location, mode=mode, storage_options=self._storage_options)
+
+    def _array(self, location: str) -> zarr.Array:
+        """An array of the store, opened read-only the same way."""
+        return zarr.open_array(location, mode="r", storage_options=self._storage_options)
 
     def shift_path(self, shift_id: str, kind: str | None = None, image_id: str | None = None) -> str:
         """Where a shift's arrays live: ``shifts/<shift>``, its ``images`` or ``heatmaps`` group, or one array."""
         return "/".join(part for part in (self.path, "shifts", shift_id, kind, image_id) if part)
 
     def _root(self, mode: str = "a") -> zarr.Group:
-        return zarr.open_group(self.path, mode=mode)
+        return self._group(self.path, mode)
 
     def ensure_shift(self, shift_id: str, source: str | None = None) -> None:
         """Create the shift's groups up front, so workers only ever create arrays; remember the source folder."""
@@ -85,7 +97,7 @@ class FrameStore:
         """The folder the shift was last ingested from, if recorded."""
         if not self.has_shift(shift_id):
             return None
-        return zarr.open_group(self.shift_path(shift_id), mode="r").attrs.get("source")
+        return self._group(self.shift_path(shift_id), "r").attrs.get("source")
 
     def has_shift(self, shift_id: str) -> bool:
         """Whether any frame of ``shift_id`` was ever ingested."""
@@ -94,13 +106,13 @@ class FrameStore:
     def _images(self, shift_id: str) -> zarr.Group | None:
         """The shift's ``images`` group, or ``None`` when it was never created."""
         try:
-            return zarr.open_group(self.shift_path(shift_id, "images"), mode="r")
+            return self._group(self.shift_path(shift_id, "images"), "r")
         except FileNotFoundError:  # zarr's GroupNotFoundError is one
             return None
 
     def write_image(self, shift_id: str, image_id: str, pixels: np.ndarray, attributes: dict[str, Any]) -> None:
         """Write one frame whole (overwriting a partial array a killed worker may have left), with its checksum."""
-        group = zarr.open_group(self.shift_path(shift_id, "images"), mode="a")
+        group = self._group(self.shift_path(shift_id, "images"), "a")
         array = group.create_array(
             image_id,
             shape=pixels.shape,
@@ -115,7 +127,7 @@ class FrameStore:
 
     def image(self, shift_id: str, image_id: str) -> zarr.Array:
         """The frame array, opened read-only (pixels are read lazily)."""
-        return zarr.open_array(self.shift_path(shift_id, "images", image_id), mode="r")
+        return self._array(self.shift_path(shift_id, "images", image_id))
 
     def read_image(self, shift_id: str, image_id: str) -> np.ndarray:
         """All pixels of one frame, checked against the checksum written at ingest.
@@ -140,7 +152,7 @@ class FrameStore:
         written before checksums were recorded is checked for readability only.
         """
         try:
-            array = zarr.open_array(self.shift_path(shift_id, kind, image_id), mode="r")
+            array = self._array(self.shift_path(shift_id, kind, image_id))
         except Exception as error:
             return f"missing or unreadable array ({type(error).__name__}: {error})"
         try:
@@ -172,7 +184,7 @@ class FrameStore:
         if box is not None and crop_map is not None:
             y0, x0, y1, x1 = box
             full[y0:y1, x0:x1] = crop_map
-        group = zarr.open_group(self.shift_path(shift_id, "heatmaps"), mode="a")
+        group = self._group(self.shift_path(shift_id, "heatmaps"), "a")
         array = group.create_array(
             image_id,
             shape=shape,
@@ -189,4 +201,4 @@ class FrameStore:
 
     def heatmap(self, shift_id: str, image_id: str) -> zarr.Array:
         """The heatmap array, opened read-only."""
-        return zarr.open_array(self.shift_path(shift_id, "heatmaps", image_id), mode="r")
+        return self._array(self.shift_path(shift_id, "heatmaps", image_id))

@@ -2,7 +2,8 @@
 
 A workspace is a directory (``--home``, environment ``DEFECTFLOW_HOME``, default ``./defectflow-home``) holding:
 
-* ``store.zarr/``: frames and heatmaps, one group per shift;
+* ``store.zarr/``: frames and heatmaps, one group per shift, unless ``DEFECTFLOW_STORE_URL`` puts them elsewhere
+  (an object store: any fsspec URL zarr opens);
 * ``results/<shift>/``: manifest, scores and the operator report of each shift;
 * ``mlflow.db`` and ``mlartifacts/``: the embedded MLflow store, unless ``MLFLOW_TRACKING_URI`` is set.
 
@@ -31,6 +32,9 @@ MLFLOW_UI_SETTING = "DEFECTFLOW_MLFLOW_UI"
 DEFAULT_MLFLOW_UI = "http://127.0.0.1:5000"
 MIN_REVIEW_TOKEN_LENGTH = 16
 DETECTOR_RUNTIME_SETTING = "DEFECTFLOW_DETECTOR_RUNTIME"
+STORE_URL_SETTING = "DEFECTFLOW_STORE_URL"
+#: The zarr store of frames and heatmaps inside the workspace, when ``DEFECTFLOW_STORE_URL`` is not set.
+DEFAULT_STORE = "store.zarr"
 #: ``auto``: a CPU worker runs a package's ONNX export when the speeds measured at export chose it.
 DETECTOR_RUNTIMES = ("auto", "torch", "onnx")
 
@@ -90,6 +94,8 @@ class Settings:
             address but loopback, and then asked of every request.
         mlflow_ui: Where the review app links a shift's MLflow run (``DEFECTFLOW_MLFLOW_UI``; default the tracking
             server when it is one, else ``mlflow ui``'s own address).
+        store_url: Where frames and heatmaps live when not in the workspace (``DEFECTFLOW_STORE_URL``): an fsspec
+            URL such as ``s3://bucket/defectflow/store.zarr`` or ``file:///shared/store.zarr``, or a folder.
     """
 
     home: Path
@@ -109,12 +115,19 @@ class Settings:
     dask_dashboard: str = ":0"
     review_token: str | None = None
     mlflow_ui: str = DEFAULT_MLFLOW_UI
+    store_url: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
-    def store_path(self) -> Path:
-        """The zarr store of frames and heatmaps."""
-        return self.home / "store.zarr"
+    def store_path(self) -> Path | str:
+        """The zarr store of frames and heatmaps, as :class:`storage.frame_store.FrameStore` and every task take it.
+
+        The one rule for where it is: ``DEFECTFLOW_STORE_URL`` (a ``str`` for an fsspec URL, which code reaches
+        through ``FrameStore`` only), else the workspace's ``store.zarr`` folder (a ``Path``).
+        """
+        if self.store_url is None:
+            return self.home / DEFAULT_STORE
+        return self.store_url if "://" in self.store_url else Path(self.store_url)
 
     @property
     def results_root(self) -> Path:
@@ -194,6 +207,7 @@ def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
         dask_dashboard=os.environ.get("DEFECTFLOW_DASK_DASHBOARD", "").strip() or ":0",
         review_token=_review_token(),
         mlflow_ui=_mlflow_ui(tracking_uri),
+        store_url=_store_url(),
     )
 
 
@@ -206,6 +220,41 @@ def _review_token() -> str | None:
             "the output of: python -c 'import secrets; print(secrets.token_urlsafe(24))'"
         )
     return token or None
+
+
+def _store_url() -> str | None:
+    """``DEFECTFLOW_STORE_URL``: a folder (made absolute) or an fsspec URL whose filesystem is installed here.
+
+    Raises:
+        SettingsError: For a URL whose protocol fsspec does not know or whose package is not installed: checked
+            when the settings load, so a command stops at once instead of failing on its first write.
+    """
+    raw = os.environ.get(STORE_URL_SETTING, "").strip().rstrip("/")
+    if not raw:
+        return None
+    if "://" not in raw:
+        return str(Path(raw).expanduser().resolve())
+    from fsspec import get_filesystem_class
+    from fsspec.registry import known_implementations
+
+    protocol = raw.split("://", 1)[0].lower()
+    known = known_implementations.get(protocol)
+    try:
+        get_filesystem_class(protocol)
+    except ImportError as error:
+        package = str((known or {}).get("class", protocol)).split(".")[0]
+        raise SettingsError(
+            f"{STORE_URL_SETTING}={raw!r} needs fsspec's {protocol!r} filesystem, which is not installed here "
+            f"({(known or {}).get('err') or error}); install it with 'pip install {package}' on this machine and "
+            "every Dask worker, or unset the setting to keep frames and heatmaps in the workspace"
+        ) from error
+    except ValueError as error:
+        raise SettingsError(
+            f"{STORE_URL_SETTING}={raw!r}: fsspec knows no {protocol!r} filesystem; use a URL such as "
+            "s3://bucket/store.zarr (pip install s3fs), gs://bucket/store.zarr (gcsfs), az://container/store.zarr "
+            "(adlfs) or file:///shared/store.zarr, or unset the setting"
+        ) from error
+    return raw
 
 
 def _mlflow_ui(tracking_uri: str) -> str:

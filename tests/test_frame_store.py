@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import numpy as np
 
@@ -24,3 +25,16 @@ def test_frame_store_works_on_an_fsspec_url_as_on_a_folder() -> None:
     assert float(store.heatmap("night-1", "a.png")[...].sum()) == 12.0
     assert store.array_problem("night-1", "heatmaps", "a.png") is None
     assert "missing" in store.array_problem("night-1", "images", "c.png")
+
+
+def test_a_file_url_store_creates_its_folders_like_a_folder_store(tmp_path: Path) -> None:
+    """fsspec's local filesystem makes no parent folders unless asked; the store asks, so ``file://`` URLs (a
+    shared mount named as ``DEFECTFLOW_STORE_URL``) work from an empty folder."""
+    store = FrameStore(f"file://{tmp_path}/bucket/store.zarr/")
+    pixels = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
+    store.ensure_shift("S1")
+    store.write_image("S1", "a.png", pixels, {})
+    store.write_heatmap("S1", "a.png", (4, 5), None, None, {})
+    np.testing.assert_array_equal(FrameStore(tmp_path / "bucket" / "store.zarr").read_image("S1", "a.png"), pixels)
+    assert (tmp_path / "bucket" / "store.zarr" / "shifts" / "S1" / "heatmaps" / "a.png" / "zarr.json").is_file()
+    assert store.image_ids("S1") == ["a.png"] and store.array_problem("S1", "heatmaps", "a.png") is None
