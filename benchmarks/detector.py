@@ -86,6 +86,20 @@ def benchmark(config: DetectorConfig, device: torch.device, batch_size: int, war
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run every device and batch size, print a table."""
+    args = _parser().parse_args(argv)
+    if args.peer:
+        return _peer(args)
+    config = _config(args)
+    print(
+        f"detector benchmark: {config.backbone}, {config.image_size} px, config={args.config}, "
+        f"median of {args.iterations} after {args.warmup} warm-up calls"
+    )
+    _print_rows(config, args)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    """The command line of the benchmark."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--config",
@@ -108,9 +122,11 @@ def main(argv: list[str] | None = None) -> int:
         help="compare with anomalib's ReverseDistillationModel (small and recipe configurations, CPU; "
         "--config, --backbone and --devices are ignored; --iterations is the number of interleaved rounds)",
     )
-    args = parser.parse_args(argv)
-    if args.peer:
-        return _peer(args)
+    return parser
+
+
+def _config(args: argparse.Namespace) -> DetectorConfig:
+    """The detector configuration to time: small, the paper's, or a backbone family's recipe, with overrides."""
     overrides = {}
     if args.backbone:
         overrides["backbone"] = args.backbone
@@ -118,14 +134,13 @@ def main(argv: list[str] | None = None) -> int:
         overrides["image_size"] = args.image_size
     if args.config == "recipe":
         backbone = overrides.pop("backbone", RECOMMENDED_BACKBONE)
-        config = DetectorConfig.for_backbone(backbone, **overrides)
-    else:
-        config = DetectorConfig.small(**overrides) if args.config == "small" else DetectorConfig(**overrides)
+        return DetectorConfig.for_backbone(backbone, **overrides)
+    return DetectorConfig.small(**overrides) if args.config == "small" else DetectorConfig(**overrides)
+
+
+def _print_rows(config: DetectorConfig, args: argparse.Namespace) -> None:
+    """Time every device, thread count and batch size, one table row each."""
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
-    print(
-        f"detector benchmark: {config.backbone}, {config.image_size} px, config={args.config}, "
-        f"median of {args.iterations} after {args.warmup} warm-up calls"
-    )
     header = (
         f"{'device':<28} {'batch':>5} {'detector img/s':>15} {'ms/batch':>10} {'teacher img/s':>14} {'ms/batch':>10}"
     )
@@ -145,7 +160,6 @@ def main(argv: list[str] | None = None) -> int:
                     f"{row['device']:<28} {row['batch']:>5} {row['detector_ips']:>15.1f} "
                     f"{row['detector_ms']:>10.1f} {row['teacher_ips']:>14.1f} {row['teacher_ms']:>10.1f}"
                 )
-    return 0
 
 
 def _peer(args: argparse.Namespace) -> int:

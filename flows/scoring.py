@@ -130,21 +130,8 @@ def _log_run(
     record there, not the shift, and the caller says so.
     """
     segmenter, detector = refs
-    scored = scores[scores["status"] == ScoreStatus.SCORED]
-    values = scored["score"].astype(float).to_numpy()
-    metrics: dict[str, Any] = {
-        "images": len(scores),
-        "scored": len(scored),
-        "flagged": int(scored["is_anomalous"].astype(bool).sum()),
-        "flag_rate": float(scored["is_anomalous"].astype(bool).mean()) if len(scored) else 0.0,
-        "no_component": int((scores["status"] == ScoreStatus.NO_COMPONENT).sum()),
-        "failed": int((scores["status"] == ScoreStatus.FAILED).sum()),
-        "images_per_second": new_frames / seconds if seconds > 0 else 0.0,
-        "seconds": seconds,
-    }
-    if len(values):
-        for q in (50, 95, 99):
-            metrics[f"score_p{q}"] = float(np.percentile(values, q))
+    values = scores.loc[scores["status"] == ScoreStatus.SCORED, "score"].astype(float).to_numpy()
+    metrics = _run_metrics(scores, values, seconds, new_frames)
     pending = ["params", "metrics", "score histogram", "top overlays", "run status"]
     run_id: str | None = None
     try:
@@ -179,6 +166,26 @@ def _log_run(
         first_line = (str(error).strip().splitlines() or [""])[0][:300]
         return run_id, f"{what} ({type(error).__name__}: {first_line})"
     return run_id, None
+
+
+def _run_metrics(scores: pd.DataFrame, values: np.ndarray, seconds: float, new_frames: int) -> dict[str, Any]:
+    """The run's MLflow metrics: counts per status, flag rate, throughput and score percentiles (of ``values``, the
+    scored frames' normalised scores)."""
+    scored = scores[scores["status"] == ScoreStatus.SCORED]
+    metrics: dict[str, Any] = {
+        "images": len(scores),
+        "scored": len(scored),
+        "flagged": int(scored["is_anomalous"].astype(bool).sum()),
+        "flag_rate": float(scored["is_anomalous"].astype(bool).mean()) if len(scored) else 0.0,
+        "no_component": int((scores["status"] == ScoreStatus.NO_COMPONENT).sum()),
+        "failed": int((scores["status"] == ScoreStatus.FAILED).sum()),
+        "images_per_second": new_frames / seconds if seconds > 0 else 0.0,
+        "seconds": seconds,
+    }
+    if len(values):
+        for q in (50, 95, 99):
+            metrics[f"score_p{q}"] = float(np.percentile(values, q))
+    return metrics
 
 
 @flow(name="nightly_scoring", log_prints=True, task_runner=default_task_runner())

@@ -15,7 +15,7 @@ from models.detector.package import save_detector
 from models.detector.recipes import RECOMMENDED_BACKBONE, recipe_for
 from models.detector.training import DetectorTrainResult, train_detector
 from models.weight_sources import PRETRAINED
-from storage.settings import load_settings
+from storage.settings import Settings, load_settings
 from storage.tracking import EXPERIMENT_TRAINING, log_artifact, log_artifacts, log_metrics, log_params, tracked_run
 from tasks.backbone_weights import TEACHER, resolve_backbone_weights
 from tasks.evaluate_models import detector_report_artifacts, has_test_split
@@ -85,26 +85,43 @@ def train_detector_task(
         _log_training_record(result)
         with tempfile.TemporaryDirectory() as scratch:
             metrics = _log_evaluation_and_curves(result, evaluation_dir, Path(scratch), device)
-            package = save_detector(
-                Path(scratch) / "package", result.model.cpu(), result.calibration, result.package_extra()
-            )
-            version = publish_model(
-                settings,
-                DETECTOR_NAME,
-                package,
-                run.info.run_id,
-                {
-                    "data_dir": data_dir,
-                    "teacher_weights": result.weights_info.source,
-                    "teacher_weights_detail": result.weights_info.detail,
-                    **{k: f"{metrics[k]:.4f}" for k in HEADLINE if k in metrics},
-                    **(tags or {}),
-                },
-            )
+            version = _register(settings, result, metrics, Path(scratch), run.info.run_id, data_dir, tags)
+    return _summary(result, version, run.info.run_id, metrics)
+
+
+def _register(
+    settings: Settings,
+    result: DetectorTrainResult,
+    metrics: dict[str, Any],
+    scratch: Path,
+    run_id: str,
+    data_dir: str,
+    tags: dict[str, str] | None,
+) -> str:
+    """Package the trained detector and register it as challenger, tagged with its data folder, the teacher's weights,
+    the headline metrics and the caller's ``tags``; returns the version."""
+    package = save_detector(scratch / "package", result.model.cpu(), result.calibration, result.package_extra())
+    return publish_model(
+        settings,
+        DETECTOR_NAME,
+        package,
+        run_id,
+        {
+            "data_dir": data_dir,
+            "teacher_weights": result.weights_info.source,
+            "teacher_weights_detail": result.weights_info.detail,
+            **{k: f"{metrics[k]:.4f}" for k in HEADLINE if k in metrics},
+            **(tags or {}),
+        },
+    )
+
+
+def _summary(result: DetectorTrainResult, version: str, run_id: str, metrics: dict[str, Any]) -> dict[str, Any]:
+    """The task's small record: version, run, the teacher's weights, the training record and headline metrics."""
     return {
         "model": DETECTOR_NAME,
         "version": version,
-        "run_id": run.info.run_id,
+        "run_id": run_id,
         "teacher_weights": result.weights_info.source,
         "teacher_pretrained": result.weights_info.pretrained,
         "teacher_weights_detail": result.weights_info.detail,

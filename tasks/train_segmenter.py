@@ -18,7 +18,7 @@ from models.segmentation.inference import predict_mask
 from models.segmentation.recipes import DEFAULT_BACKBONE, recipe_for
 from models.segmentation.training import SegmenterTrainResult, train_segmenter
 from models.weight_sources import PRETRAINED
-from storage.settings import load_settings
+from storage.settings import Settings, load_settings
 from storage.tracking import EXPERIMENT_TRAINING, log_artifact, log_metrics, log_params, tracked_run
 from tasks.backbone_weights import ENCODER, resolve_backbone_weights
 from tasks.plots import line_plot
@@ -95,30 +95,52 @@ def train_segmenter_task(
             device=device,
             on_epoch=lambda entry: log_metrics(entry, step=int(entry["epoch"])),
         )
-        final, weights = _log_outcome(result), result.model.weights_info
+        final = _log_outcome(result)
         with tempfile.TemporaryDirectory() as scratch:
             out = Path(scratch)
             _log_curves_and_overlays(result, Path(data_dir), out, recipe.image_size)
-            package = save_model_package(
-                out / "package", SEGMENTER_KIND, config.to_dict(), result.model, {"training": result.summary()}
-            )
-            version = publish_model(
-                settings,
-                SEGMENTER_KIND,
-                package,
-                run.info.run_id,
-                {
-                    "data_dir": data_dir,
-                    "val_miou": f"{final['val_miou']:.4f}",
-                    "encoder_weights": weights.source,
-                    "encoder_weights_detail": weights.detail,
-                    **(tags or {}),
-                },
-            )
+            version = _register(settings, result, config.to_dict(), final, out, run.info.run_id, data_dir, tags)
+    return _summary(result, version, run.info.run_id, final)
+
+
+def _register(
+    settings: Settings,
+    result: SegmenterTrainResult,
+    config: dict[str, Any],
+    final: dict[str, Any],
+    scratch: Path,
+    run_id: str,
+    data_dir: str,
+    tags: dict[str, str] | None,
+) -> str:
+    """Package the trained segmenter and register it as challenger, tagged with its data folder, its validation
+    mIoU, the encoder's weights and the caller's ``tags``; returns the version."""
+    package = save_model_package(
+        scratch / "package", SEGMENTER_KIND, config, result.model, {"training": result.summary()}
+    )
+    weights = result.model.weights_info
+    return publish_model(
+        settings,
+        SEGMENTER_KIND,
+        package,
+        run_id,
+        {
+            "data_dir": data_dir,
+            "val_miou": f"{final['val_miou']:.4f}",
+            "encoder_weights": weights.source,
+            "encoder_weights_detail": weights.detail,
+            **(tags or {}),
+        },
+    )
+
+
+def _summary(result: SegmenterTrainResult, version: str, run_id: str, final: dict[str, Any]) -> dict[str, Any]:
+    """The task's small record: version, run, the encoder's weights and the kept epoch's metrics."""
+    weights = result.model.weights_info
     return {
         "model": SEGMENTER_KIND,
         "version": version,
-        "run_id": run.info.run_id,
+        "run_id": run_id,
         "encoder_weights": weights.source,
         "encoder_pretrained": weights.pretrained,
         "encoder_weights_detail": weights.detail,
