@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 from prefect.client.orchestration import get_client
+from typer.testing import CliRunner
 
+from flows.cli import app
 from flows.ingest import ingest_shift
-from flows.results import IngestResult
-from tests.pipeline import runner
+from flows.results import DetectorEvaluation, IngestResult, SegmenterEvaluation
+from tests.pipeline import Workspace, runner
 
 
 def test_a_persisted_flow_result_reads_back_as_the_same_record(home: Path, tmp_path: Path, prefect_api: str) -> None:
@@ -36,3 +39,26 @@ def test_a_persisted_flow_result_reads_back_as_the_same_record(home: Path, tmp_p
     assert dataclasses.asdict(read_back)["quarantine_reasons"] == {}
     with pytest.raises(dataclasses.FrozenInstanceError):
         read_back.ingested = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("kind", "record", "folder", "printed"),
+    [
+        ("detector", DetectorEvaluation, "mvtec", "ms per image (forward pass)"),
+        ("segmenter", SegmenterEvaluation, "segmentation", "segmenter evaluation"),
+    ],
+)
+def test_evaluate_writes_the_json_it_always_did_and_prints_from_the_record(
+    workspace: Workspace, tmp_path: Path, kind: str, record: type, folder: str, printed: str
+) -> None:
+    """``defectflow evaluate``: the JSON keeps the task's keys (each a field of the flow's record) and the table is
+    read from the record's attributes."""
+    out = tmp_path / f"{kind}.json"
+    data = workspace.data / folder
+    result = CliRunner().invoke(
+        app, ["evaluate", kind, "--data", str(data), "--json", str(out), "--home", str(workspace.home)]
+    )
+    assert result.exit_code == 0, result.output
+    written = json.loads(out.read_text())
+    assert set(written) <= {field.name for field in dataclasses.fields(record)}
+    assert written["model_uri"] == f"models:/{kind}@champion" and printed in result.output
