@@ -81,10 +81,9 @@ def register_model_dir(
     Returns:
         The new version number, as a string.
     """
+    absent = _registered_model(settings, name) is None
     mlflow_client = client(settings)
-    try:
-        mlflow_client.get_registered_model(name)
-    except Exception:
+    if absent:
         mlflow_client.create_registered_model(name)
     version = mlflow_client.create_model_version(
         name, source=f"runs:/{run_id}/{MODEL_ARTIFACT_PATH}", run_id=run_id, tags=tags or {}
@@ -173,6 +172,24 @@ def alias_version(settings: Settings, name: str, alias: str) -> str | None:
         raise _unavailable(settings, f"{name}@{alias}", error) from error
 
 
+def _registered_model(settings: Settings, name: str) -> Any | None:
+    """The registered model ``name``, or ``None`` when it does not exist.
+
+    Raises:
+        RegistryUnavailable: When the registry cannot be read; an outage must not read as "no such model".
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client(settings).get_registered_model(name)
+    except MlflowException as error:
+        if error.error_code in _ABSENT:
+            return None
+        raise _unavailable(settings, name, error) from error
+    except Exception as error:  # the store's own errors: sqlite locked or damaged, connection refused
+        raise _unavailable(settings, name, error) from error
+
+
 def _unavailable(settings: Settings, what: str, error: Exception) -> RegistryUnavailable:
     return RegistryUnavailable(
         f"could not read {what} from the MLflow registry at {settings.tracking_uri}: {error}. Check that the "
@@ -214,11 +231,10 @@ def version_tags(settings: Settings, name: str, version: str) -> dict[str, str]:
 
 def list_versions(settings: Settings, name: str) -> list[dict[str, Any]]:
     """All versions of ``name`` with their aliases, oldest first."""
-    mlflow_client = client(settings)
-    try:
-        model = mlflow_client.get_registered_model(name)
-    except Exception:
+    model = _registered_model(settings, name)
+    if model is None:
         return []
+    mlflow_client = client(settings)
     aliases: dict[str, list[str]] = {}
     for alias, version in (model.aliases or {}).items():
         aliases.setdefault(str(version), []).append(alias)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from storage.registry import CHAMPION, RegistryUnavailable, alias_version
+from storage.registry import CHAMPION, RegistryUnavailable, alias_version, list_versions
 from storage.settings import load_settings
 
 
@@ -19,6 +19,16 @@ def test_an_absent_model_is_none_and_a_damaged_registry_is_an_error_that_says_so
     database.write_bytes(b"this is not an sqlite database" * 100)
     with pytest.raises(RegistryUnavailable, match="could not read detector@champion from the MLflow registry"):
         alias_version(damaged, "detector", CHAMPION)
+
+
+def test_listing_versions_of_an_unreadable_registry_is_an_error_not_an_empty_list(tmp_path: Path) -> None:
+    settings = load_settings(tmp_path / "fresh").ensure()
+    assert list_versions(settings, "detector") == []  # nothing registered: an empty list
+
+    damaged = load_settings(tmp_path / "damaged").ensure()
+    Path(damaged.tracking_uri.removeprefix("sqlite:///")).write_bytes(b"this is not an sqlite database" * 100)
+    with pytest.raises(RegistryUnavailable, match="could not read detector from the MLflow registry"):
+        list_versions(damaged, "detector")
 
 
 def test_model_kinds_load_by_name_and_an_unknown_kind_says_how_to_add_one(tmp_path: Path) -> None:
