@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.scale                      # 1,000 and 10,000 frames of 512x384
     .venv/bin/python -m benchmarks.scale --frames 40 400      # a quick check
+    .venv/bin/python -m benchmarks.scale --frames 300 3000 --size 96 128   # what grows per frame, frames cheap
 
 For each shift size, ``ingest_shift`` and then ``nightly_scoring`` run through the real flows on a fresh
 ``LocalCluster`` with the defaults a user gets (workers, batch sizes), each in a process of its own, so that one
@@ -59,8 +60,15 @@ def png_stored(pixels: np.ndarray) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
-def write_frames(frames_dir: Path, count: int, distinct: int = DISTINCT, seed: int = 11) -> None:
-    """``count`` frames of ``SIZE`` in ``frames_dir`` (kept: only missing files are written).
+def _suffix(size: tuple[int, int]) -> str:
+    """What names the frames, shifts and pool of another size than ``SIZE`` (none for ``SIZE``: the cache stays)."""
+    return "" if tuple(size) == SIZE else f"-{size[1]}x{size[0]}"
+
+
+def write_frames(
+    frames_dir: Path, count: int, distinct: int = DISTINCT, seed: int = 11, size: tuple[int, int] = SIZE
+) -> None:
+    """``count`` frames of ``size`` in ``frames_dir`` (kept: only missing files are written).
 
     Frame ``i`` is rendered frame ``i % distinct`` whose first row starts with the variant ``i // distinct`` as
     three 8-bit pixels: every file holds other pixels.
@@ -78,18 +86,19 @@ def write_frames(frames_dir: Path, count: int, distinct: int = DISTINCT, seed: i
     for index in missing:
         base, variant = index % distinct, index // distinct
         if base not in bases:
-            bases[base] = render_frame(SIZE, (seed, base), kinds[base]).image
+            rendered = render_frame(tuple(max(side, 128) for side in size), (seed, base), kinds[base]).image
+            bases[base] = rendered[: size[0], : size[1]]  # synth draws 128 px at least; smaller frames are cut
         pixels = bases[base].copy()
         pixels[0, :3, :] = np.frombuffer(variant.to_bytes(9, "little"), dtype=np.uint8).reshape(3, 3)
         (frames_dir / _frame_name(index)).write_bytes(png_stored(pixels))
     print(f"  wrote {len(missing)} frames in {time.perf_counter() - start:.0f} s", flush=True)
 
 
-def shift_source(data: Path, frames: int) -> Path:
-    """A folder with the first ``frames`` frames (links into the frame pool)."""
-    pool = data / "pool"
-    write_frames(pool, frames)
-    source = data / f"shift-{frames}"
+def shift_source(data: Path, frames: int, size: tuple[int, int] = SIZE) -> Path:
+    """A folder with the first ``frames`` frames of ``size`` (links into the frame pool)."""
+    pool = data / f"pool{_suffix(size)}"
+    write_frames(pool, frames, size=size)
+    source = data / f"shift-{frames}{_suffix(size)}"
     if source.is_dir() and len(list(source.iterdir())) == frames:
         return source
     shutil.rmtree(source, ignore_errors=True)
@@ -121,7 +130,7 @@ def prepare_models(home: Path, data: Path) -> None:
     (home / "models-ready").write_text("promoted\n")
 
 
-def measure(phase: str, frames: int, data: Path) -> dict[str, float]:
+def measure(phase: str, frames: int, data: Path, size: tuple[int, int] = SIZE) -> dict[str, float]:
     """One phase on one shift size, in this process: seconds, frames/s and memory (MiB)."""
     import psutil
 
@@ -136,12 +145,12 @@ def measure(phase: str, frames: int, data: Path) -> dict[str, float]:
         from flows.scoring import nightly_scoring
 
     home = data / "home"
-    shift = f"scale-{frames}"
+    shift = f"scale-{frames}{_suffix(size)}"
     settings = load_settings(home)
     if phase == "ingest":  # a fresh shift: ingest everything, then score everything
         shutil.rmtree(settings.results_dir(shift), ignore_errors=True)
         shutil.rmtree(settings.store_path / "shifts" / shift, ignore_errors=True)
-    source = shift_source(data, frames)
+    source = shift_source(data, frames, size)
     with prefect_api():
         runner = dask_task_runner(settings)
         before = psutil.Process().memory_info().rss / 2**20
@@ -167,9 +176,10 @@ def measure(phase: str, frames: int, data: Path) -> dict[str, float]:
     }
 
 
-def run_phase(phase: str, frames: int, data: Path) -> dict[str, float]:
+def run_phase(phase: str, frames: int, data: Path, size: tuple[int, int] = SIZE) -> dict[str, float]:
     """:func:`measure` in a fresh Python process (its own Prefect server and cluster)."""
     command = [sys.executable, "-m", "benchmarks.scale", "--measure", phase, str(frames), "--data", str(data)]
+    command += ["--size", *map(str, size)]
     result = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
     if result.returncode != 0 or not lines:
@@ -181,24 +191,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, nargs=2, default=(1000, 10000), metavar=("SMALL", "LARGE"))
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="frames, models and workspace (kept)")
+    parser.add_argument(
+        "--size", type=int, nargs=2, default=SIZE, metavar=("HEIGHT", "WIDTH"), help="frame size (default 384 512)"
+    )
     parser.add_argument("--measure", nargs=2, metavar=("PHASE", "FRAMES"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     data = args.data.resolve()
     if args.measure:
         phase, frames = args.measure
-        print(json.dumps(measure(phase, int(frames), data)), flush=True)
+        print(json.dumps(measure(phase, int(frames), data, tuple(args.size))), flush=True)
         return
 
     small, large = sorted(args.frames)
-    print(f"frames of {SIZE[1]}x{SIZE[0]} in {data}; load average {os.getloadavg()[0]:.1f} at the start", flush=True)
-    shift_source(data, large)
-    shift_source(data, small)
+    size = (args.size[0], args.size[1])
+    print(f"frames of {size[1]}x{size[0]} in {data}; load average {os.getloadavg()[0]:.1f} at the start", flush=True)
+    shift_source(data, large, size)
+    shift_source(data, small, size)
     prepare_models(data / "home", data)
     results: dict[tuple[str, int], dict[str, float]] = {}
     for frames in (small, large):
         for phase in ("ingest", "score"):
             print(f"{phase} {frames} frames ...", flush=True)
-            r = results[phase, frames] = run_phase(phase, frames, data)
+            r = results[phase, frames] = run_phase(phase, frames, data, size)
             print(  # as it comes: a run cut short still leaves its figures
                 f"  {phase} {frames}: {r['seconds']:.0f} s, flow peak {r['flow_peak']:.0f} MiB, worker peak"
                 f" {r['worker_peak']:.0f} MiB, load {r['load']:.1f}",
@@ -209,7 +223,7 @@ def main() -> None:
     from storage.settings import load_settings
 
     workers = local_worker_count(load_settings(data / "home"))
-    print(f"\nscale benchmark: {SIZE[1]}x{SIZE[0]} PNG frames, LocalCluster of {workers} workers, default batch sizes")
+    print(f"\nscale benchmark: {size[1]}x{size[0]} PNG frames, LocalCluster of {workers} workers, default batch sizes")
     header = f"{'phase':<8}{'frames':>8}{'seconds':>10}{'frames/s':>10}{'flow MiB':>10}{'(before)':>10}"
     print(header + f"{'worker MiB':>12}{'load':>6}")
     for (phase, frames), r in sorted(results.items()):

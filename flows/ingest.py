@@ -7,7 +7,6 @@ does with changed files is decided in :mod:`flows.ingest_plan`.
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +21,10 @@ from flows.runtime import default_task_runner
 from storage.frame_files import SourceError, list_source_files, resolve_source_dir
 from storage.frame_store import FrameStore
 from storage.ids import validate_shift_id
+from storage.manifest_parts import ManifestParts
 from storage.settings import Settings, load_settings
 from storage.shift_lock import shift_lock
-from storage.tables import MANIFEST_COLUMNS, FrameStatus, read_manifest, write_manifest
+from storage.tables import FrameStatus, read_manifest, write_manifest
 from tasks.hash_files import hash_files
 from tasks.ingest_frames import ingest_frames
 
@@ -60,63 +60,76 @@ def ingest_shift(
 
 
 def _ingest(root: Path, shift_id: str, settings: Settings, limit: int, batch_size: int) -> IngestResult:
-    """The work of :func:`ingest_shift`, done while the shift's lock is held."""
-    logger = get_run_logger()
+    """The work of :func:`ingest_shift`, done while the shift's lock is held.
+
+    Rows go to the manifest's parts as batches finish (:mod:`storage.manifest_parts`): the flow holds the plan
+    and one part's rows, not every row of the shift.
+    """
     paths = list_source_files(root)
     if not paths:
         raise SourceError(f"source folder {root} holds no files (dotfiles are ignored); check the path")
     results_dir = settings.results_dir(shift_id)
     previous = read_manifest(results_dir)
-    store = FrameStore(settings.store_path)
-    store.ensure_shift(shift_id, source=str(root))
-
-    hashed: list[dict[str, Any]] = []
-    hash_chunks = batches(paths, HASH_BATCH)
-    for _, future in track_batches(lambda chunk: hash_files.submit(str(root), chunk), hash_chunks, "hashing", "files"):
-        hashed.extend(future.result())
-    hashed.sort(key=lambda item: item["source_path"])
-
-    plan = plan_ingest(hashed, previous)
-    logger.info(
+    FrameStore(settings.store_path).ensure_shift(shift_id, source=str(root))
+    plan = plan_ingest(_hash(root, paths), previous)
+    get_run_logger().info(
         "%d files: %d unchanged, %d to decode, %d decided",
         len(paths),
         len(plan.kept),
         len(plan.jobs),
         len(plan.decided),
     )
+    parts = ManifestParts(results_dir)
+    decided, new = plan.settle(plan.decided)
+    parts.add(plan.kept + decided)
 
     def decode(chunk: list[dict[str, Any]]) -> Any:
         return ingest_frames.submit(str(root), str(settings.store_path), shift_id, chunk, limit)
 
-    ingested: list[dict[str, Any]] = []
     for _, future in track_batches(decode, batches(plan.jobs, batch_size), "ingesting", "frames"):
-        ingested.extend(future.result())
-
-    rows, new = plan.settle(ingested)
-    listed = set(paths)
-    vanished = [row for row in previous.to_dict("records") if row["source_path"] not in listed]
-    manifest = pd.DataFrame(rows + vanished, columns=MANIFEST_COLUMNS)
+        rows, fresh = plan.settle(future.result())
+        parts.add(rows)
+        new += fresh
+    vanished = previous[~previous["source_path"].isin(set(paths))]
+    manifest = parts.combine(vanished)
     manifest_path = write_manifest(results_dir, manifest)
+    parts.remove()
+    result = IngestResult(
+        shift_id=shift_id,
+        files=len(paths),
+        new=new,
+        **_counts(manifest),
+        refused=plan.refused,
+        manifest=str(manifest_path),
+        store=str(FrameStore(settings.store_path).shift_path(shift_id)),
+    )
+    get_run_logger().info(
+        "shift %s: %d ingested, %d duplicate, %d quarantined",
+        shift_id,
+        result.ingested,
+        result.duplicate,
+        result.quarantined,
+    )
+    return result
 
-    counts = Counter(manifest["status"])
+
+def _hash(root: Path, paths: list[str]) -> list[dict[str, Any]]:
+    """The hash records of ``paths`` (hashed on the workers), in path order."""
+    hashed: list[dict[str, Any]] = []
+    hash_chunks = batches(paths, HASH_BATCH)
+    for _, future in track_batches(lambda chunk: hash_files.submit(str(root), chunk), hash_chunks, "hashing", "files"):
+        hashed.extend(future.result())
+    hashed.sort(key=lambda item: item["source_path"])
+    return hashed
+
+
+def _counts(manifest: pd.DataFrame) -> dict[str, Any]:
+    """Rows per status of the shift's manifest, and why each quarantined file was."""
+    counts = manifest["status"].value_counts()
     quarantined = manifest[manifest["status"] == FrameStatus.QUARANTINED]
-    summary = {
-        "shift_id": shift_id,
-        "files": len(paths),
-        "new": new,
+    return {
         "ingested": int(counts.get(FrameStatus.INGESTED, 0)),
         "duplicate": int(counts.get(FrameStatus.DUPLICATE, 0)),
         "quarantined": int(counts.get(FrameStatus.QUARANTINED, 0)),
         "quarantine_reasons": dict(zip(quarantined["source_path"], quarantined["reason"], strict=True)),
-        "refused": plan.refused,
-        "manifest": str(manifest_path),
-        "store": str(FrameStore(settings.store_path).shift_path(shift_id)),
     }
-    logger.info(
-        "shift %s: %d ingested, %d duplicate, %d quarantined",
-        shift_id,
-        summary["ingested"],
-        summary["duplicate"],
-        summary["quarantined"],
-    )
-    return IngestResult(**summary)

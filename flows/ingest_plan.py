@@ -31,7 +31,10 @@ Row = dict[str, Any]
 
 @dataclass
 class IngestPlan:
-    """The sorted outcome of planning: rows kept from earlier runs, rows decided here, files to decode."""
+    """The sorted outcome of planning: rows kept from earlier runs, rows decided here, files to decode.
+
+    The manifest of the run is ``kept`` and the settled (:meth:`settle`) ``decided`` and decoded rows.
+    """
 
     kept: list[Row] = field(default_factory=list)
     decided: list[Row] = field(default_factory=list)
@@ -39,18 +42,20 @@ class IngestPlan:
     retried: dict[str, Row] = field(default_factory=dict)  # earlier rows decided again, by source path
     refused: dict[str, str] = field(default_factory=dict)  # changed sources of stored frames: path -> reason
 
-    def settle(self, decoded: list[Row]) -> tuple[list[Row], int]:
-        """All rows of this run's manifest for the listed files, and how many of them are new or changed.
+    def settle(self, rows: list[Row]) -> tuple[list[Row], int]:
+        """Rows decided or decoded in this run as the manifest keeps them, and how many of them are new or changed.
 
-        A retried row whose decision came out as before is replaced by the earlier row (same timestamp).
+        A retried row whose decision came out as before is replaced by the earlier row (same timestamp). Called
+        per batch as results come in, so that the flow need not hold a shift's rows (issue #11).
         """
-        fresh: list[Row] = []
-        unchanged: list[Row] = []
-        for row in self.decided + decoded:
+        settled: list[Row] = []
+        fresh = 0
+        for row in rows:
             earlier = self.retried.get(row["source_path"])
             same = earlier is not None and (earlier["status"], earlier["reason"]) == (row["status"], row["reason"])
-            (unchanged if same else fresh).append(earlier if same else row)
-        return self.kept + unchanged + fresh, len(fresh)
+            settled.append(earlier if same else row)
+            fresh += not same
+        return settled, fresh
 
 
 def _change_noted(row: Row, sha256: str) -> Row:
