@@ -15,8 +15,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 from prefect import flow, get_run_logger
 
 from flows.batching import batches
@@ -27,6 +25,7 @@ from models.errors import DefectflowError, TryAgainLater
 from storage.ids import validate_shift_id
 from storage.registry import version_weights
 from storage.report import REPORT_FILE, write_report
+from storage.score_parts import consolidate
 from storage.scoring_run import ScoringRun, write_scoring_run
 from storage.settings import Settings, load_settings
 from storage.shift_lock import shift_lock
@@ -38,7 +37,6 @@ from storage.tables import (
     ScoreRecord,
     ScoreStatus,
     read_manifest,
-    read_scores,
     write_scores,
 )
 from storage.tracking import EXPERIMENT_SCORING, log_artifact, log_metrics, log_params, tracked_run
@@ -46,7 +44,7 @@ from tasks.model_preload import ModelPreload
 from tasks.model_ref import ModelRef, pin_model
 from tasks.plots import histogram_plot
 from tasks.render_overlays import render_overlays
-from tasks.score_frames import PARTS_DIR, score_frames
+from tasks.score_frames import score_frames
 from tasks.scoring_phases import add_seconds
 
 DEFAULT_SEGMENTER = "models:/segmenter@champion"
@@ -77,31 +75,6 @@ def latest_shift(settings: Settings) -> str:
     if not manifests:
         raise NothingToScore(f"no shift has been ingested in {settings.home}; run 'defectflow ingest SRC --shift ID'")
     return manifests[-1].parent.name
-
-
-def consolidate(results_dir: Path) -> pd.DataFrame:
-    """Merge part tables left by finished batches into ``scores.parquet`` (latest record per frame wins)."""
-    parts_dir = results_dir / PARTS_DIR
-    parts = sorted(parts_dir.glob("*.parquet")) if parts_dir.is_dir() else []
-    frames = [read_scores(results_dir), _read_parts(parts)]
-    frames = [f for f in frames if not f.empty]
-    if not frames:
-        return read_scores(results_dir)
-    merged = pd.concat(frames, ignore_index=True).sort_values("scored_at", kind="stable")
-    merged = merged.drop_duplicates("image_id", keep="last")
-    if parts:
-        write_scores(results_dir, merged)
-        for part in parts:
-            part.unlink(missing_ok=True)
-    return merged.reset_index(drop=True)
-
-
-def _read_parts(parts: list[Path]) -> pd.DataFrame:
-    """The part tables as one table, read through Arrow: a DataFrame per part (one per batch) cost the flow
-    process some KB each, about 35 MiB at 10,000 frames (issue #11)."""
-    if not parts:
-        return pd.DataFrame()
-    return pa.concat_tables([pq.read_table(p) for p in parts], promote_options="permissive").to_pandas()
 
 
 def _gpu_annotation() -> contextlib.AbstractContextManager[Any]:

@@ -16,10 +16,10 @@ from flows.batching import batches
 from flows.progress import track_batches
 from flows.results import VerifyResult
 from flows.runtime import default_task_runner
-from flows.scoring import consolidate
 from models.errors import DefectflowError
 from storage.frame_store import FrameStore
 from storage.ids import validate_shift_id
+from storage.score_parts import consolidate
 from storage.settings import load_settings
 from storage.shift_lock import shift_lock
 from storage.tables import FINISHED, STORED, FrameStatus, ScoreStatus, read_manifest, write_manifest, write_scores

@@ -7,19 +7,18 @@ torch and the models; only the task's body (:mod:`tasks.score_frames`) and the b
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from models.cropping import Box, crop_image, crop_region
 from models.detector.inference import resize_map, score_crops
 from models.segmentation.inference import predict_masks
 from storage.frame_store import FrameStore
-from storage.tables import SCORE_COLUMNS, ScoreRecord, ScoreStatus, write_table
+from storage.score_parts import write_score_part
+from storage.tables import ScoreRecord, ScoreStatus
 from tasks.model_cache import compute_device, get_detector, get_model
 from tasks.model_ref import ModelRef
 from tasks.scoring_phases import PhaseClock, ScoredBatch
@@ -127,9 +126,10 @@ def _detect(
 
 
 def score_batch(
-    store_path: str, parts_dir: Path, shift_id: str, image_ids: list[str], refs: Refs, batch_size: int = 16
+    store_path: str, results_dir: str, shift_id: str, image_ids: list[str], refs: Refs, batch_size: int = 16
 ) -> ScoredBatch:
-    """Score ``image_ids`` of a shift and write their records as a part table in ``parts_dir``.
+    """Score ``image_ids`` of a shift and write their records as a part of the shift's scores
+    (:mod:`storage.score_parts`) in ``results_dir``.
 
     See :func:`tasks.score_frames.score_frames`, whose body this is.
     """
@@ -147,5 +147,5 @@ def score_batch(
         records.update(_detect(store, shift_id, frames, crops, refs, batch_size, clock))
     rows = [records[image_id] for image_id in image_ids]
     with clock("write"):
-        write_table(pd.DataFrame(rows, columns=SCORE_COLUMNS), parts_dir / f"{uuid.uuid4().hex}.parquet")
+        write_score_part(Path(results_dir), rows)
     return ScoredBatch(rows, clock.seconds)

@@ -7,14 +7,10 @@ the Dask workers that run the task import the models.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from prefect import task
 
 from tasks.model_ref import ModelRef
 from tasks.scoring_phases import ScoredBatch
-
-PARTS_DIR = "scores.parts"
 
 
 @task(name="score-frames", retries=2, retry_delay_seconds=5)
@@ -29,8 +25,8 @@ def score_frames(
 ) -> ScoredBatch:
     """Score ``image_ids`` of a shift; one record per frame (``scored``, ``no_component`` or ``failed``).
 
-    Records also go to a part table in ``results_dir/scores.parts/``, so a worker or flow that dies later loses
-    nothing that was finished.
+    Records also go to a part of the shift's scores (:mod:`storage.score_parts`), so a worker or flow that dies
+    later loses nothing that was finished.
 
     Args:
         store_path: The workspace's ``store.zarr``.
@@ -46,5 +42,4 @@ def score_frames(
     """
     from tasks.score_batch import score_batch
 
-    parts_dir = Path(results_dir) / PARTS_DIR
-    return score_batch(store_path, parts_dir, shift_id, image_ids, (segmenter, detector), batch_size)
+    return score_batch(store_path, results_dir, shift_id, image_ids, (segmenter, detector), batch_size)

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from flows.scoring import consolidate
+from storage.score_parts import PARTS_DIR, consolidate
 from storage.tables import SCORE_COLUMNS, ScoreRecord, ScoreStatus, read_scores, write_table
-from tasks.score_frames import PARTS_DIR
 
 
 def _part(results_dir: Path, name: str, records: list[ScoreRecord]) -> None:

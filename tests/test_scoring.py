@@ -25,6 +25,7 @@ from models.packaging import load_model_package, save_model_package
 from models.segmentation.builder import SEGMENTER_KIND, segmenter_builder
 from storage.frame_store import FrameStore
 from storage.registry import CHAMPION, alias_version
+from storage.score_parts import PARTS_DIR
 from storage.settings import load_settings
 from storage.tables import SCORE_COLUMNS, read_manifest, read_scores
 from synth.frame import render_empty_belt
@@ -255,7 +256,7 @@ def test_a_killed_worker_loses_no_finished_work(workspace: Workspace) -> None:
     killed: list[int] = []
 
     def kill_one_worker() -> None:
-        parts = load_settings(workspace.home).results_dir("killed") / "scores.parts"
+        parts = load_settings(workspace.home).results_dir("killed") / PARTS_DIR
         deadline = time.time() + 120
         while time.time() < deadline and not (parts.is_dir() and any(parts.iterdir())):
             time.sleep(0.05)

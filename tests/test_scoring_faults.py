@@ -32,10 +32,10 @@ from flows.cli import app
 from flows.scoring import nightly_scoring
 from storage.frame_store import FrameStore
 from storage.registry import CHAMPION, alias_version, package_digests, register_model_dir, version_tags
+from storage.score_parts import PARTS_DIR
 from storage.settings import load_settings
 from storage.tables import FINISHED, read_manifest, read_scores
 from storage.tracking import EXPERIMENT_TRAINING, tracked_run
-from tasks.score_frames import PARTS_DIR
 from tests.pipeline import Workspace, ingest_copy, runner, shared_cluster
 
 REPO = Path(__file__).resolve().parents[1]
