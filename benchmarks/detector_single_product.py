@@ -8,7 +8,7 @@ frame. It answers one question for docs/detector.md: is the randomly initialised
 variety of the normal parts? Train and evaluate on it with the experiment command::
 
     .venv/bin/python -m benchmarks.detector_single_product OUT --fix product
-    .venv/bin/python -m models.detector.experiment OUT/mvtec --image-size 256 --minutes 6 --lr 0.001 \\
+    .venv/bin/python -m benchmarks.detector_experiment OUT/mvtec --image-size 256 --minutes 6 --lr 0.001 \\
         --threads 2 --out results/detector-single-product.json
 """
 
@@ -17,21 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
-import synth.frame as frame_module
-from synth.background import draw_belt
 from synth.dataset import generate_dataset
-
-
-def fix_belt(product: int) -> None:
-    """Make every rendered frame show the same belt too (the product itself is ``generate_dataset(product=...)``)."""
-
-    def same_belt(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
-        rng.random()
-        return draw_belt(np.random.default_rng([product, 97]), size)
-
-    frame_module.draw_belt = same_belt
 
 
 def main() -> None:
@@ -41,8 +27,6 @@ def main() -> None:
     parser.add_argument("--product", type=int, default=0, help="which product (seed of its geometry and material)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    if args.fix == "product-belt":
-        fix_belt(args.product)
     summary = generate_dataset(
         args.out,
         train_good=200,
@@ -51,6 +35,7 @@ def main() -> None:
         seg_images=0,
         seed=args.seed,
         product=args.product,
+        belt=args.product if args.fix == "product-belt" else None,
     )
     print(summary)
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -107,6 +108,13 @@ def _seg_size(size: tuple[int, int], long_side: int) -> tuple[int, int]:
     return max(1, round(h * f)), max(1, round(w * f))
 
 
+class _Line(NamedTuple):
+    """What stays the same from frame to frame of one set: the product and the belt (``None``: drawn per frame)."""
+
+    product: int | None
+    belt: int | None
+
+
 def generate_dataset(
     out: Path,
     train_good: int = 200,
@@ -118,6 +126,7 @@ def generate_dataset(
     seed: int = 0,
     progress: Callable[[int], None] | None = None,
     product: int | None = None,
+    belt: int | None = None,
 ) -> DatasetSummary:
     """Write the detector's MVTec-style crops and the segmenter's frame/mask pairs.
 
@@ -134,6 +143,7 @@ def generate_dataset(
         progress: called with the number of frames done so far (all splits together).
         product: None for a new part in every frame; an integer for one product throughout (see
             :func:`synth.frame.render_frame`).
+        belt: None for a new belt in every frame; an integer for one belt throughout.
 
     Returns:
         A summary of what was written.
@@ -146,10 +156,11 @@ def generate_dataset(
     out = Path(out)
     mvtec, seg_dir = _prepare_dirs(out)
     tick = _Ticker(progress)
-    _write_good_crops(mvtec / "train" / "good", train_good, size, (seed, STREAM_TRAIN_GOOD), product, tick)
-    _write_good_crops(mvtec / "test" / "good", test_good, size, (seed, STREAM_TEST_GOOD), product, tick)
-    _write_defect_crops(mvtec, test_defect_per_type, size, seed, product, tick)
-    n_seg_def = _write_segmentation(seg_dir, seg_images, size, seg_size, seed, product, tick)
+    line = _Line(product, belt)
+    _write_good_crops(mvtec / "train" / "good", train_good, size, (seed, STREAM_TRAIN_GOOD), line, tick)
+    _write_good_crops(mvtec / "test" / "good", test_good, size, (seed, STREAM_TEST_GOOD), line, tick)
+    _write_defect_crops(mvtec, test_defect_per_type, size, seed, line, tick)
+    n_seg_def = _write_segmentation(seg_dir, seg_images, size, seg_size, seed, line, tick)
     readme = out / "README.txt"
     readme.write_text(_readme_text(seed, size, seg_size, counts, n_seg_def))
     return DatasetSummary(
@@ -220,12 +231,12 @@ def _write_good_crops(
     count: int,
     size: tuple[int, int],
     stream: tuple[int, int],
-    product: int | None,
+    line: _Line,
     tick: Callable[[], None],
 ) -> None:
     """Write ``count`` crops of good parts, frame ``i`` rendered from key ``(*stream, i)``."""
     for i in range(count):
-        crop, _ = crop_frame(render_frame(size, (*stream, i), product=product))
+        crop, _ = crop_frame(render_frame(size, (*stream, i), None, *line))
         write_rgb(folder / f"{_stem(i, count)}.png", crop)
         tick()
 
@@ -235,13 +246,13 @@ def _write_defect_crops(
     per_type: int,
     size: tuple[int, int],
     seed: int,
-    product: int | None,
+    line: _Line,
     tick: Callable[[], None],
 ) -> None:
     """Write ``per_type`` defective test crops and their ground-truth masks for every defect kind."""
     for t, kind in enumerate(DEFECT_TYPES):
         for i in range(per_type):
-            crop, mask = crop_frame(render_frame(size, (seed, STREAM_TEST_DEFECT + t, i), kind, product))
+            crop, mask = crop_frame(render_frame(size, (seed, STREAM_TEST_DEFECT + t, i), kind, *line))
             name = _stem(i, per_type)
             write_rgb(mvtec / "test" / kind / f"{name}.png", crop)
             write_mask(mvtec / "ground_truth" / kind / f"{name}_mask.png", mask)
@@ -254,7 +265,7 @@ def _write_segmentation(
     size: tuple[int, int],
     seg_size: tuple[int, int],
     seed: int,
-    product: int | None,
+    line: _Line,
     tick: Callable[[], None],
 ) -> int:
     """Write whole frames and 0/1 component masks, downscaled to ``seg_size``.
@@ -265,7 +276,7 @@ def _write_segmentation(
     seg_h, seg_w = seg_size
     seg_plan = plan_defects(count, SEG_DEFECT_RATE, seed, stream=STREAM_SEGMENTATION) if count else []
     for i, kind in enumerate(seg_plan):
-        frame = render_frame(size, (seed, STREAM_SEGMENTATION, i), kind, product)
+        frame = render_frame(size, (seed, STREAM_SEGMENTATION, i), kind, *line)
         name = f"seg_{i:05d}.png"
         image, region = frame.image, frame.region
         if (seg_h, seg_w) != size:

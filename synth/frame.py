@@ -100,6 +100,7 @@ class _Scene:
     pos_u: np.ndarray
     surf_rng: np.random.Generator
     scene_rng: np.random.Generator
+    belt: int | None = None
 
 
 @dataclass
@@ -114,18 +115,24 @@ class _RotatedPart:
 
 
 def render_frame(
-    size: tuple[int, int], key: Sequence[int], defect_type: str | None = None, product: int | None = None
+    size: tuple[int, int],
+    key: Sequence[int],
+    defect_type: str | None = None,
+    product: int | None = None,
+    belt: int | None = None,
 ) -> Frame:
     """Render one frame.
 
     Args:
         size: (height, width) in pixels.
         key: integers identifying the frame (e.g. ``(seed, index)``); the frame is a
-            deterministic function of ``key``, ``size``, ``defect_type`` and ``product``.
+            deterministic function of ``key``, ``size``, ``defect_type``, ``product`` and ``belt``.
         defect_type: None for a good part, else one of ``DEFECT_TYPES``.
         product: None draws a new part (family, proportions, material) for every frame; an integer fixes the
             part's geometry and material to product number ``product``, as on a line that makes one product
             (pose, lighting, belt, print marks and defects still vary per frame).
+        belt: None draws a new belt for every frame; an integer shows belt number ``belt`` in every frame, as
+            under one camera.
 
     Returns:
         The frame and its masks.
@@ -136,6 +143,7 @@ def render_frame(
     rng = np.random.default_rng([*key, 0])
     drng = np.random.default_rng([*key, 1])
     scene = _draw_scene(rng, (h, w), product)
+    scene.belt = belt
     solid_intact, rgb, alpha, local_defect = _paint_part(scene, drng, defect_type)
     part = _rotate_part(scene, solid_intact, rgb, alpha, local_defect, defect_type)
     top, left = _place_part(scene.pos_u, part.region | part.intact, (h, w))
@@ -278,7 +286,11 @@ def _composite(
     """
     scene_rng = scene.scene_rng
     ly, lx = scene.light_frame
-    img = draw_belt(scene_rng, size)
+    if scene.belt is None:
+        img = draw_belt(scene_rng, size)
+    else:
+        scene_rng.random()  # the frame's own stream advances, as with a drawn belt's first draw
+        img = draw_belt(np.random.default_rng([scene.belt, 97]), size)
     off = scene.long_side * scene_rng.uniform(0.01, 0.03)
     shadow = soft_shadow(
         part.rgba[..., 3], scene.long_side * scene_rng.uniform(0.01, 0.03), (round(-ly * off), round(-lx * off))
