@@ -19,7 +19,7 @@ from PIL import Image
 
 from flows.ingest import ingest_shift
 from flows.promotion import promote
-from flows.results import DetectorTrainingResult, ScoringResult, SegmenterTrainingResult
+from flows.results import DetectorTrainingResult, IngestResult, ScoringResult, SegmenterTrainingResult
 from flows.runtime import dask_task_runner
 from flows.training import train_detector_flow, train_segmenter_flow
 from storage.registry import CHAMPION, alias_version
@@ -106,6 +106,13 @@ def score_shift(ws: Workspace, shift: str, own_cluster: bool = False, **kwargs) 
     return nightly_scoring.with_options(task_runner=task_runner)(shift_id=shift, home=str(ws.home), **kwargs)
 
 
+def ingest(source: Path, home: Path, shift: str = "S1", **kwargs) -> IngestResult:
+    """Ingest ``source`` as ``shift`` of the workspace at ``home`` through the real flow on the shared cluster."""
+    return ingest_shift.with_options(task_runner=runner(home))(
+        source=str(source), shift_id=shift, home=str(home), **kwargs
+    )
+
+
 def ingest_copy(
     ws: Workspace, shift: str, frames: int | None = None, extra: dict[str, np.ndarray] | None = None
 ) -> Path:
@@ -119,7 +126,7 @@ def ingest_copy(
         shutil.copy2(path, source / path.name)
     for name, pixels in (extra or {}).items():
         Image.fromarray(pixels).save(source / name)
-    ingest_shift.with_options(task_runner=runner(ws.home))(source=str(source), shift_id=shift, home=str(ws.home))
+    ingest(source, ws.home, shift)
     return source
 
 
