@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from prefect import flow, get_run_logger
 
 from flows.batching import batches
@@ -123,13 +124,19 @@ def _hash(root: Path, paths: list[str]) -> list[dict[str, Any]]:
     return hashed
 
 
-def _counts(manifest: pd.DataFrame) -> dict[str, Any]:
+def _counts(manifest: pa.Table) -> dict[str, Any]:
     """Rows per status of the shift's manifest, and why each quarantined file was."""
-    counts = manifest["status"].value_counts()
-    quarantined = manifest[manifest["status"] == FrameStatus.QUARANTINED]
+    statuses = manifest.column("status")
+    quarantined = manifest.filter(pc.equal(statuses, FrameStatus.QUARANTINED.value))
+
+    def count(status: FrameStatus) -> int:
+        return int(pc.sum(pc.equal(statuses, status.value)).as_py() or 0)
+
     return {
-        "ingested": int(counts.get(FrameStatus.INGESTED, 0)),
-        "duplicate": int(counts.get(FrameStatus.DUPLICATE, 0)),
-        "quarantined": int(counts.get(FrameStatus.QUARANTINED, 0)),
-        "quarantine_reasons": dict(zip(quarantined["source_path"], quarantined["reason"], strict=True)),
+        "ingested": count(FrameStatus.INGESTED),
+        "duplicate": count(FrameStatus.DUPLICATE),
+        "quarantined": count(FrameStatus.QUARANTINED),
+        "quarantine_reasons": dict(
+            zip(quarantined.column("source_path").to_pylist(), quarantined.column("reason").to_pylist(), strict=True)
+        ),
     }

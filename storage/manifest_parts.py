@@ -56,13 +56,17 @@ class ManifestParts:
         self._written += 1
         self._rows = []
 
-    def combine(self, earlier: pd.DataFrame) -> pd.DataFrame:
-        """Every row of the run and ``earlier`` (rows kept as they are, from the previous manifest), by source path."""
+    def combine(self, earlier: pd.DataFrame) -> pa.Table:
+        """Every row of the run and ``earlier`` (rows kept as they are, from the previous manifest), by source path.
+
+        An Arrow table, for :func:`storage.tables.write_manifest`: a pandas copy of it (and the copies pandas makes
+        to sort and write it) cost the flow process about 2 KB per frame at the end of a run (issue #11).
+        """
         self._flush()
         tables = [pq.read_table(part, schema=MANIFEST_SCHEMA) for part in sorted(self.folder.glob("*.parquet"))]
         kept = earlier[MANIFEST_COLUMNS].reset_index(drop=True)
         tables.append(pa.Table.from_pandas(kept, schema=MANIFEST_SCHEMA, preserve_index=False))
-        return pa.concat_tables(tables).sort_by("source_path").to_pandas()
+        return pa.concat_tables(tables).sort_by("source_path")
 
     def remove(self) -> None:
         """Delete the parts (once the manifest is written)."""

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from storage.ids import InvalidShiftId, validate_shift_id
 
@@ -121,13 +123,16 @@ def ingested_shifts(results_root: Path) -> list[str]:
     return [shift for _, shift in sorted(found, reverse=True)]
 
 
-def write_table(frame: pd.DataFrame, path: Path) -> Path:
-    """Write ``frame`` to ``path`` atomically (temporary file in the same folder, then rename)."""
+def write_table(frame: pd.DataFrame | pa.Table, path: Path) -> Path:
+    """Write ``frame`` (pandas or Arrow) to ``path`` atomically (temporary file in the same folder, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(handle)
     try:
-        frame.to_parquet(temporary, index=False)
+        if isinstance(frame, pa.Table):
+            pq.write_table(frame, temporary)
+        else:
+            frame.to_parquet(temporary, index=False)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -146,8 +151,14 @@ def read_manifest(results_dir: Path) -> pd.DataFrame:
     return _read(results_dir / MANIFEST_FILE, MANIFEST_COLUMNS)
 
 
-def write_manifest(results_dir: Path, rows: pd.DataFrame) -> Path:
-    """Write the manifest sorted by source path, columns in the documented order."""
+def write_manifest(results_dir: Path, rows: pd.DataFrame | pa.Table) -> Path:
+    """Write the manifest sorted by source path, columns in the documented order.
+
+    An ingest passes an Arrow table (:mod:`storage.manifest_parts`), so that a large shift's rows never become
+    Python objects in the flow process.
+    """
+    if isinstance(rows, pa.Table):
+        return write_table(rows.select(MANIFEST_COLUMNS).sort_by("source_path"), results_dir / MANIFEST_FILE)
     rows = rows[MANIFEST_COLUMNS].sort_values("source_path", kind="stable").reset_index(drop=True)
     return write_table(rows, results_dir / MANIFEST_FILE)
 

@@ -44,7 +44,7 @@ def test_rows_added_in_batches_come_back_once_each_sorted_by_path(tmp_path: Path
         )
     assert len(list((tmp_path / PARTS_DIR).glob("*.parquet"))) == 4  # whole batches, once 5 rows are buffered
     manifest = parts.combine(read_manifest(tmp_path))
-    assert list(manifest["source_path"]) == [f"f{i:04d}.png" for i in range(23)]
+    assert manifest.column("source_path").to_pylist() == [f"f{i:04d}.png" for i in range(23)]
     write_manifest(tmp_path, manifest)
     parts.remove()
     assert not (tmp_path / PARTS_DIR).exists()
@@ -77,4 +77,4 @@ def test_parts_a_killed_run_left_are_removed_by_the_next_run(tmp_path: Path) -> 
     killed.add([_row(0), _row(1)])  # written, then the run died before its manifest
     rerun = ManifestParts(tmp_path)
     rerun.add([_row(2)])
-    assert list(rerun.combine(read_manifest(tmp_path))["source_path"]) == ["f0002.png"]
+    assert rerun.combine(read_manifest(tmp_path)).column("source_path").to_pylist() == ["f0002.png"]
