@@ -10,8 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
 from prefect import flow, get_run_logger
 
 from flows.batching import batches
@@ -25,9 +23,10 @@ from storage.ids import validate_shift_id
 from storage.manifest_parts import ManifestParts
 from storage.settings import Settings, load_settings
 from storage.shift_lock import shift_lock
-from storage.tables import FrameStatus, read_manifest, write_manifest
+from storage.tables import read_manifest
 from tasks.hash_files import hash_files
 from tasks.ingest_frames import ingest_frames
+from tasks.write_manifest import write_manifest_task
 
 HASH_BATCH = 64  # files per hashing task
 
@@ -63,8 +62,9 @@ def ingest_shift(
 def _ingest(root: Path, shift_id: str, settings: Settings, limit: int, batch_size: int) -> IngestResult:
     """The work of :func:`ingest_shift`, done while the shift's lock is held.
 
-    Rows go to the manifest's parts as batches finish (:mod:`storage.manifest_parts`): the flow holds the plan
-    and one part's rows, not every row of the shift.
+    Rows go to the manifest's parts as batches finish (:mod:`storage.manifest_parts`), and a worker combines
+    and writes them (:mod:`tasks.write_manifest`): the flow holds the plan and one part's rows, not every row of
+    the shift.
     """
     paths = list_source_files(root)
     if not paths:
@@ -91,18 +91,17 @@ def _ingest(root: Path, shift_id: str, settings: Settings, limit: int, batch_siz
         rows, fresh = plan.settle(future.result())
         parts.add(rows)
         new += fresh
-    vanished = previous[~previous["source_path"].isin(set(paths))]
-    manifest = parts.combine(vanished)
-    manifest_path = write_manifest(results_dir, manifest)
+    parts.flush()
+    vanished = previous[~previous["source_path"].isin(set(paths))].to_dict("records")
+    written = write_manifest_task.submit(str(results_dir), vanished).result()
     parts.remove()
     result = IngestResult(
         shift_id=shift_id,
         files=len(paths),
         new=new,
-        **_counts(manifest),
         refused=plan.refused,
-        manifest=str(manifest_path),
         store=str(FrameStore(settings.store_path).shift_path(shift_id)),
+        **written,
     )
     get_run_logger().info(
         "shift %s: %d ingested, %d duplicate, %d quarantined",
@@ -122,21 +121,3 @@ def _hash(root: Path, paths: list[str]) -> list[dict[str, Any]]:
         hashed.extend(future.result())
     hashed.sort(key=lambda item: item["source_path"])
     return hashed
-
-
-def _counts(manifest: pa.Table) -> dict[str, Any]:
-    """Rows per status of the shift's manifest, and why each quarantined file was."""
-    statuses = manifest.column("status")
-    quarantined = manifest.filter(pc.equal(statuses, FrameStatus.QUARANTINED.value))
-
-    def count(status: FrameStatus) -> int:
-        return int(pc.sum(pc.equal(statuses, status.value)).as_py() or 0)
-
-    return {
-        "ingested": count(FrameStatus.INGESTED),
-        "duplicate": count(FrameStatus.DUPLICATE),
-        "quarantined": count(FrameStatus.QUARANTINED),
-        "quarantine_reasons": dict(
-            zip(quarantined.column("source_path").to_pylist(), quarantined.column("reason").to_pylist(), strict=True)
-        ),
-    }

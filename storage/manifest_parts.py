@@ -56,18 +56,30 @@ class ManifestParts:
         self._written += 1
         self._rows = []
 
-    def combine(self, earlier: pd.DataFrame) -> pa.Table:
-        """Every row of the run and ``earlier`` (rows kept as they are, from the previous manifest), by source path.
-
-        An Arrow table, for :func:`storage.tables.write_manifest`: a pandas copy of it (and the copies pandas makes
-        to sort and write it) cost the flow process about 2 KB per frame at the end of a run (issue #11).
-        """
+    def flush(self) -> None:
+        """Write the rows still buffered, so that every row of the run is in a part (before :func:`combine_parts`)."""
         self._flush()
-        tables = [pq.read_table(part, schema=MANIFEST_SCHEMA) for part in sorted(self.folder.glob("*.parquet"))]
-        kept = earlier[MANIFEST_COLUMNS].reset_index(drop=True)
-        tables.append(pa.Table.from_pandas(kept, schema=MANIFEST_SCHEMA, preserve_index=False))
-        return pa.concat_tables(tables).sort_by("source_path")
+
+    def combine(self, earlier: pd.DataFrame) -> pa.Table:
+        """Every row of the run and ``earlier`` (rows kept as they are, from the previous manifest), by source path."""
+        self._flush()
+        return combine_parts(self.folder.parent, earlier)
 
     def remove(self) -> None:
         """Delete the parts (once the manifest is written)."""
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def combine_parts(results_dir: Path, earlier: pd.DataFrame) -> pa.Table:
+    """The parts in ``results_dir`` and ``earlier`` (rows kept as they are) as one Arrow table, by source path.
+
+    Arrow, for :func:`storage.tables.write_manifest`: a pandas copy of it and the copies pandas makes to sort and
+    write it cost about 2 KB per frame. The ingest runs this on a worker (:mod:`tasks.write_manifest`): even in
+    Arrow the end step takes about 1 KB per row for a moment (``benchmarks/manifest_end.py``), which the flow
+    process, holding no rows, need not pay (issue #11).
+    """
+    parts = sorted((results_dir / PARTS_DIR).glob("*.parquet"))
+    tables = [pq.read_table(part, schema=MANIFEST_SCHEMA) for part in parts]
+    kept = earlier[MANIFEST_COLUMNS].reset_index(drop=True)
+    tables.append(pa.Table.from_pandas(kept, schema=MANIFEST_SCHEMA, preserve_index=False))
+    return pa.concat_tables(tables).sort_by("source_path")
