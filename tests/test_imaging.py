@@ -15,7 +15,8 @@ from models.segmentation.data import SegmentationFolder
 from models.segmentation.preprocessing import image_to_float
 from storage.frame_store import FrameStore
 from tasks.ingest_frames import ingest_frames
-from tests.test_ingest import _exif_rotated_jpeg, _png16
+from tests.test_ingest import _exif_rotated_jpeg
+from tests.test_ingest_integrity import _png16
 
 RNG = np.random.default_rng(7)
 
