@@ -4,10 +4,10 @@
     .venv/bin/python -m benchmarks.manifest_end --rows 500 5000
 
 Each size runs in a fresh process (Arrow's and Parquet's buffers start empty) on made-up rows of the manifest's
-shape (a 64-character digest, names, sizes, a timestamp), written in parts as a 16-frame batch at a time, as
-``flows/ingest.py`` does; printed: the RSS the combine (:meth:`storage.manifest_parts.ManifestParts.combine`) and
-the write (:func:`storage.tables.write_manifest`) add. This is where the ingest's flow process still grows with
-the shift (README, "Scale").
+shape (a 64-character digest, names, sizes, a timestamp), written in parts a 16-frame batch at a time, as
+``flows/ingest.py`` does; printed: the RSS that combining them (:func:`storage.manifest_parts.combine_parts`) and
+writing the manifest (:func:`storage.tables.write_manifest`) add, the step the ingest runs on a worker
+(``tasks/write_manifest.py``; README, "Scale").
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def measure(rows: int) -> str:
     """Combine and write ``rows`` rows in this process; one line with the RSS each step added."""
     import psutil
 
-    from storage.manifest_parts import ManifestParts
+    from storage.manifest_parts import ManifestParts, combine_parts
     from storage.tables import read_manifest, write_manifest
 
     process = psutil.Process()
@@ -36,7 +36,8 @@ def measure(rows: int) -> str:
     for start in range(0, rows, 16):
         parts.add([_row(i) for i in range(start, min(rows, start + 16))])
     before = rss()
-    manifest = parts.combine(read_manifest(folder))
+    parts.flush()
+    manifest = combine_parts(folder, read_manifest(folder))
     combined = rss()
     write_manifest(folder, manifest)
     written = rss()

@@ -31,7 +31,7 @@ MANIFEST_SCHEMA = pa.schema([(name, pa.int64() if name in _INTEGERS else pa.stri
 
 
 class ManifestParts:
-    """Rows of one ingest run, buffered up to ``part_rows`` and written to parts; :meth:`combine` reads them all."""
+    """Rows of one ingest run, buffered up to ``part_rows`` and written to parts (read by :func:`combine_parts`)."""
 
     def __init__(self, results_dir: Path, part_rows: int = PART_ROWS) -> None:
         self.folder = results_dir / PARTS_DIR
@@ -59,11 +59,6 @@ class ManifestParts:
     def flush(self) -> None:
         """Write the rows still buffered, so that every row of the run is in a part (before :func:`combine_parts`)."""
         self._flush()
-
-    def combine(self, earlier: pd.DataFrame) -> pa.Table:
-        """Every row of the run and ``earlier`` (rows kept as they are, from the previous manifest), by source path."""
-        self._flush()
-        return combine_parts(self.folder.parent, earlier)
 
     def remove(self) -> None:
         """Delete the parts (once the manifest is written)."""

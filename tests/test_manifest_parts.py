@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from storage.manifest_parts import PARTS_DIR, ManifestParts
+from storage.manifest_parts import PARTS_DIR, ManifestParts, combine_parts
 from storage.tables import MANIFEST_COLUMNS, FrameStatus, read_manifest, write_manifest
 
 
@@ -43,7 +43,8 @@ def test_rows_added_in_batches_come_back_once_each_sorted_by_path(tmp_path: Path
             ]
         )
     assert len(list((tmp_path / PARTS_DIR).glob("*.parquet"))) == 4  # whole batches, once 5 rows are buffered
-    manifest = parts.combine(read_manifest(tmp_path))
+    parts.flush()
+    manifest = combine_parts(tmp_path, read_manifest(tmp_path))
     assert manifest.column("source_path").to_pylist() == [f"f{i:04d}.png" for i in range(23)]
     write_manifest(tmp_path, manifest)
     parts.remove()
@@ -65,7 +66,8 @@ def test_rows_of_the_previous_manifest_are_kept_as_they_were(tmp_path: Path) -> 
     parts = ManifestParts(tmp_path)
     parts.add(previous[previous["source_path"] != "f0002.png"].to_dict("records"))  # kept through the plan
     parts.add([_row(3)])
-    manifest = parts.combine(previous[previous["source_path"] == "f0002.png"])  # no longer listed: kept as is
+    parts.flush()
+    manifest = combine_parts(tmp_path, previous[previous["source_path"] == "f0002.png"])  # no longer listed: kept
     write_manifest(tmp_path, manifest)
     again = read_manifest(tmp_path)
     pd.testing.assert_frame_equal(again.iloc[:3].reset_index(drop=True), previous)
@@ -77,4 +79,5 @@ def test_parts_a_killed_run_left_are_removed_by_the_next_run(tmp_path: Path) -> 
     killed.add([_row(0), _row(1)])  # written, then the run died before its manifest
     rerun = ManifestParts(tmp_path)
     rerun.add([_row(2)])
-    assert rerun.combine(read_manifest(tmp_path)).column("source_path").to_pylist() == ["f0002.png"]
+    rerun.flush()
+    assert combine_parts(tmp_path, read_manifest(tmp_path)).column("source_path").to_pylist() == ["f0002.png"]
