@@ -25,14 +25,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
 
 from models.cropping import crop_box
 from synth.defects import DEFECT_TYPES
-from synth.frame import Frame, check_seed, check_size, render_frame
+from synth.frame import Frame, Line, check_seed, check_size, render_frame
 from synth.io import clear_generated, write_mask, write_rgb
 from synth.shift import plan_defects
 
@@ -108,13 +107,6 @@ def _seg_size(size: tuple[int, int], long_side: int) -> tuple[int, int]:
     return max(1, round(h * f)), max(1, round(w * f))
 
 
-class _Line(NamedTuple):
-    """What stays the same from frame to frame of one set: the product and the belt (``None``: drawn per frame)."""
-
-    product: int | None
-    belt: int | None
-
-
 def generate_dataset(
     out: Path,
     train_good: int = 200,
@@ -156,7 +148,7 @@ def generate_dataset(
     out = Path(out)
     mvtec, seg_dir = _prepare_dirs(out)
     tick = _Ticker(progress)
-    line = _Line(product, belt)
+    line = Line(product, belt)
     _write_good_crops(mvtec / "train" / "good", train_good, size, (seed, STREAM_TRAIN_GOOD), line, tick)
     _write_good_crops(mvtec / "test" / "good", test_good, size, (seed, STREAM_TEST_GOOD), line, tick)
     _write_defect_crops(mvtec, test_defect_per_type, size, seed, line, tick)
@@ -231,7 +223,7 @@ def _write_good_crops(
     count: int,
     size: tuple[int, int],
     stream: tuple[int, int],
-    line: _Line,
+    line: Line,
     tick: Callable[[], None],
 ) -> None:
     """Write ``count`` crops of good parts, frame ``i`` rendered from key ``(*stream, i)``."""
@@ -246,7 +238,7 @@ def _write_defect_crops(
     per_type: int,
     size: tuple[int, int],
     seed: int,
-    line: _Line,
+    line: Line,
     tick: Callable[[], None],
 ) -> None:
     """Write ``per_type`` defective test crops and their ground-truth masks for every defect kind."""
@@ -265,7 +257,7 @@ def _write_segmentation(
     size: tuple[int, int],
     seg_size: tuple[int, int],
     seed: int,
-    line: _Line,
+    line: Line,
     tick: Callable[[], None],
 ) -> int:
     """Write whole frames and 0/1 component masks, downscaled to ``seg_size``.

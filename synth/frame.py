@@ -9,9 +9,11 @@ part in the same place.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -87,6 +89,13 @@ def _rotate(arr: np.ndarray, angle: float, resample: Image.Resampling) -> np.nda
     return np.asarray(Image.fromarray(arr).rotate(angle, resample=resample, expand=True), dtype=np.uint8)
 
 
+class Line(NamedTuple):
+    """What stays the same from frame to frame of one line: the product and the belt (``None``: drawn per frame)."""
+
+    product: int | None = None
+    belt: int | None = None
+
+
 @dataclass
 class _Scene:
     """Everything drawn from a frame's scene stream before any pixel is painted."""
@@ -101,6 +110,7 @@ class _Scene:
     surf_rng: np.random.Generator
     scene_rng: np.random.Generator
     belt: int | None = None
+    product: int | None = None
 
 
 @dataclass
@@ -130,7 +140,8 @@ def render_frame(
         defect_type: None for a good part, else one of ``DEFECT_TYPES``.
         product: None draws a new part (family, proportions, material) for every frame; an integer fixes the
             part's geometry and material to product number ``product``, as on a line that makes one product
-            (pose, lighting, belt, print marks and defects still vary per frame).
+            (pose, lighting, belt and defects still vary per frame; the product carries its own marks, see
+            :mod:`synth.marks`).
         belt: None draws a new belt for every frame; an integer shows belt number ``belt`` in every frame, as
             under one camera.
 
@@ -143,7 +154,7 @@ def render_frame(
     rng = np.random.default_rng([*key, 0])
     drng = np.random.default_rng([*key, 1])
     scene = _draw_scene(rng, (h, w), product)
-    scene.belt = belt
+    scene.belt, scene.product = belt, product
     solid_intact, rgb, alpha, local_defect = _paint_part(scene, drng, defect_type)
     part = _rotate_part(scene, solid_intact, rgb, alpha, local_defect, defect_type)
     top, left = _place_part(scene.pos_u, part.region | part.intact, (h, w))
@@ -211,10 +222,37 @@ def _paint_part(
     if defect_type in GEOMETRIC_DEFECTS:
         local_defect = apply_geometric_defect(drng, defect_type, shape)
     rgb, alpha = render_part(scene.surf_rng, shape, scene.material, scene.light_local)
-    apply_ink(scene.surf_rng, rgb, draw_marks(scene.surf_rng, shape.solid, scene.long_side))
+    _print_marks(scene, rgb, solid_intact, shape.solid)
     if defect_type is not None and defect_type not in GEOMETRIC_DEFECTS:
         local_defect = apply_surface_defect(drng, defect_type, rgb, shape.solid, scene.long_side)
     return solid_intact, rgb, alpha, local_defect
+
+
+def _print_marks(scene: _Scene, rgb: np.ndarray, solid_intact: np.ndarray, solid: np.ndarray) -> None:
+    """Print the part's marks: drawn per frame for a one-off part, the product's own for a product.
+
+    A product's marks are laid out once on the product's part (:func:`_product_ink`) and scaled to this
+    frame's part, so every part carries them at the same place in the same style; where a chunk is missing,
+    the mark is missing with it.
+    """
+    if scene.product is None:
+        apply_ink(scene.surf_rng, rgb, draw_marks(scene.surf_rng, solid, scene.long_side))
+        return
+    reference = Image.fromarray(_product_ink(scene.product))
+    h, w = solid_intact.shape
+    ink = np.asarray(reference.resize((w, h), Image.Resampling.BILINEAR), np.float32)
+    apply_ink(np.random.default_rng([scene.product, 95]), rgb, ink * solid)
+
+
+#: Long side (px) of the part on which a product's marks are laid out once, then scaled to every frame.
+_PRODUCT_MARKS_LONG_SIDE = 640.0
+
+
+@functools.lru_cache(maxsize=8)
+def _product_ink(product: int) -> np.ndarray:
+    """The product's marks: float32 ink coverage on its part's canvas at ``_PRODUCT_MARKS_LONG_SIDE``."""
+    shape = make_part(np.random.default_rng([product, 99]), _PRODUCT_MARKS_LONG_SIDE)
+    return draw_marks(np.random.default_rng([product, 96]), shape.solid, _PRODUCT_MARKS_LONG_SIDE)
 
 
 def _rotate_part(

@@ -1,8 +1,9 @@
 """Printed and stamped marks on parts: part numbers, logo rings, DataMatrix-like codes.
 
-Real parts carry laser marks, ink-jet codes and stamped numbers at varying places. They are
-*normal*: a detector that flags every mark is useless, so good training crops must contain them
-at random positions, sizes and orientations.
+Real parts carry laser marks, ink-jet codes and stamped numbers. They are *normal*: a detector
+that flags every mark is useless, so good training crops must contain them. A part drawn for one
+frame gets marks at random positions, sizes and orientations; a product made on a line carries
+*its* marks (part number, logo, code) at the same place of every part (``synth.frame``).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from synth.defects import DEFECT_TYPES
-from synth.frame import Frame, check_seed, check_size, render_frame
+from synth.frame import Frame, Line, check_seed, check_size, render_frame
 from synth.io import BackgroundWriter, clear_generated, write_mask, write_rgb
 
 
@@ -102,6 +102,7 @@ def generate_shift(
     seed: int = 0,
     progress: Callable[[int], None] | None = None,
     product: int | None = None,
+    belt: int | None = None,
 ) -> ShiftSummary:
     """Write a shift of synthetic camera frames with labels and masks.
 
@@ -119,6 +120,7 @@ def generate_shift(
             this function returns).
         product: None for a new part in every frame; an integer for one product throughout (see
             :func:`synth.frame.render_frame`).
+        belt: None for a new belt in every frame; an integer for one belt throughout.
 
     Returns:
         A summary of what was written.
@@ -130,7 +132,7 @@ def generate_shift(
     frames_dir, dmask_dir, rmask_dir = _prepare_dirs(out)
     plan = plan_defects(images, defect_rate, seed)
     with BackgroundWriter() as writer:
-        rows = _render_plan(plan, size, seed, product, (frames_dir, dmask_dir, rmask_dir), writer, progress)
+        rows = _render_plan(plan, size, seed, Line(product, belt), (frames_dir, dmask_dir, rmask_dir), writer, progress)
     by_type = dict.fromkeys(DEFECT_TYPES, 0)
     for kind in plan:
         if kind is not None:
@@ -179,7 +181,7 @@ def _render_plan(
     plan: list[str | None],
     size: tuple[int, int],
     seed: int,
-    product: int | None,
+    line: Line,
     dirs: tuple[Path, Path, Path],
     writer: BackgroundWriter,
     progress: Callable[[int], None] | None,
@@ -194,7 +196,7 @@ def _render_plan(
     frames_dir, dmask_dir, rmask_dir = dirs
     rows: list[tuple[str, str, str]] = []
     for i, kind in enumerate(plan):
-        frame = render_frame(size, (seed, i), kind, product)
+        frame = render_frame(size, (seed, i), kind, *line)
         name = f"frame_{i:05d}.png"
         writer.submit(_write_frame, frames_dir / name, dmask_dir / name, rmask_dir / name, frame)
         rows.append((name, "good" if kind is None else "defect", kind or ""))

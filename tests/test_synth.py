@@ -306,3 +306,26 @@ def test_one_product_fixes_the_part_and_material_but_not_the_frame() -> None:
     assert len({(f.info["family"], f.info["material"]) for f in fixed}) == 1
     assert len({(f.info["family"], f.info["material"]) for f in drawn}) > 1
     assert not np.array_equal(fixed[0].image, fixed[1].image)
+
+
+def test_a_product_carries_the_same_marks_on_every_part_and_a_one_off_part_its_own() -> None:
+    from types import SimpleNamespace
+
+    from synth.components import make_part
+    from synth.frame import _print_marks
+
+    def printed(product: int | None, frame: int, long_side: float) -> np.ndarray:
+        shape = make_part(np.random.default_rng([0 if product is None else product, 99]), long_side)
+        rgb = np.full((3, *shape.solid.shape), 128.0, np.float32)
+        scene = SimpleNamespace(product=product, surf_rng=np.random.default_rng([frame, 5]), long_side=long_side)
+        _print_marks(scene, rgb, shape.solid, shape.solid)
+        return rgb
+
+    marked = [p for p in range(6) if not np.array_equal(printed(p, 0, 300.0), np.full_like(printed(p, 0, 300.0), 128))]
+    assert marked, "some products carry marks"
+    for product in marked:
+        assert np.array_equal(printed(product, 0, 300.0), printed(product, 1, 300.0))
+        smaller = printed(product, 2, 240.0)  # a part further from the camera: the marks scale with it
+        assert (smaller != 128).any()
+    one_off = [printed(None, frame, 300.0) for frame in range(4)]
+    assert any(not np.array_equal(one_off[0], other) for other in one_off[1:])

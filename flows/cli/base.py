@@ -65,7 +65,16 @@ ProductOption = Annotated[
     typer.Option(
         "--product",
         min=0,
-        help="One product on the line: part geometry and material fixed to product N (default: a new part per frame).",
+        help="One product on the line: part geometry, material and marks fixed to product N "
+        "(default: a new part per frame).",
+    ),
+]
+BeltOption = Annotated[
+    int | None,
+    typer.Option(
+        "--belt",
+        min=0,
+        help="One conveyor belt under the camera: belt N in every frame (default: a new belt per frame).",
     ),
 ]
 _WEIGHTS_HELP = (

@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 
 from flows.cli.base import (
+    BeltOption,
     DaskAddressOption,
     HomeOption,
     ProductOption,
@@ -34,6 +35,7 @@ def synth_shift(
     defect_rate: Annotated[float, typer.Option("--defect-rate", min=0.0, max=1.0)] = 0.2,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     product: ProductOption = None,
+    belt: BeltOption = None,
 ) -> None:
     """Generate a synthetic shift: frames of machined components on a conveyor, some with defects."""
     from flows.progress import track
@@ -50,6 +52,7 @@ def synth_shift(
             seed=seed,
             progress=lambda _: next(done, None),
             product=product,
+            belt=belt,
         )
         for _ in done:
             pass
@@ -69,6 +72,7 @@ def synth_dataset(
     size: Annotated[tuple[int, int], typer.Option("--size", help="Frame height and width.")] = (768, 1024),
     seed: Annotated[int, typer.Option("--seed")] = 0,
     product: ProductOption = None,
+    belt: BeltOption = None,
 ) -> None:
     """Generate training sets: component crops in the MVTec AD layout and a segmentation set."""
     from synth.dataset import generate_dataset
@@ -83,6 +87,7 @@ def synth_dataset(
             size=tuple(size),
             seed=seed,
             product=product,
+            belt=belt,
         )
     except ValueError as error:
         raise fail(str(error)) from error
