@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from storage.tables import SCORE_COLUMNS, read_scores, write_scores, write_table
+from storage.tables import SCORE_COLUMNS, read_scores, with_score_columns, write_scores, write_table
 
 PARTS_DIR = "scores.parts"
 
@@ -50,4 +50,5 @@ def _read_parts(parts: list[Path]) -> pd.DataFrame:
     process some KB each, about 35 MiB at 10,000 frames (issue #11)."""
     if not parts:
         return pd.DataFrame()
-    return pa.concat_tables([pq.read_table(p) for p in parts], promote_options="permissive").to_pandas()
+    table = pa.concat_tables([pq.read_table(p) for p in parts], promote_options="permissive")
+    return with_score_columns(table.to_pandas())

@@ -74,6 +74,7 @@ SCORE_COLUMNS = [
     "segmenter_version",
     "detector_version",
     "scored_at",
+    "detector_runtime",
 ]
 
 
@@ -83,7 +84,11 @@ def _now() -> str:
 
 @dataclass
 class ScoreRecord:
-    """One row of a shift's scores table (:data:`SCORE_COLUMNS`); what a scoring task returns per frame."""
+    """One row of a shift's scores table (:data:`SCORE_COLUMNS`); what a scoring task returns per frame.
+
+    ``detector_runtime`` says what computed a scored frame's map: ``torch-cpu``, ``torch-cuda`` or ``onnx-cpu``
+    (ONNX Runtime on the package's export), so a night's figures can be traced to the runtime that made them.
+    """
 
     image_id: str
     status: ScoreStatus
@@ -99,6 +104,7 @@ class ScoreRecord:
     y1: int | None = None
     x1: int | None = None
     scored_at: str = field(default_factory=_now)
+    detector_runtime: str | None = None
 
     def row(self) -> dict[str, Any]:
         """The record as a table row, columns in :data:`SCORE_COLUMNS` order (the status as its string)."""
@@ -164,8 +170,20 @@ def write_manifest(results_dir: Path, rows: pd.DataFrame | pa.Table) -> Path:
 
 
 def read_scores(results_dir: Path) -> pd.DataFrame:
-    """The shift's scores, or an empty table with the score columns."""
-    return _read(results_dir / SCORES_FILE, SCORE_COLUMNS)
+    """The shift's scores, or an empty table with the score columns.
+
+    A table written before a column was added gets it empty (``detector_runtime`` came later), so older shifts
+    read, merge and rescore like new ones.
+    """
+    return with_score_columns(_read(results_dir / SCORES_FILE, SCORE_COLUMNS))
+
+
+def with_score_columns(scores: pd.DataFrame) -> pd.DataFrame:
+    """``scores`` with every column of :data:`SCORE_COLUMNS`; one a table was written without is added empty."""
+    for name in SCORE_COLUMNS:
+        if name not in scores.columns:
+            scores[name] = None
+    return scores
 
 
 def write_scores(results_dir: Path, rows: pd.DataFrame) -> Path:

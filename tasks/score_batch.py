@@ -19,7 +19,7 @@ from models.segmentation.inference import predict_masks
 from storage.frame_store import FrameStore
 from storage.score_parts import write_score_part
 from storage.tables import ScoreRecord, ScoreStatus
-from tasks.model_cache import compute_device, get_detector, get_model
+from tasks.model_cache import compute_device, detector_runtime_for, get_detector, get_model
 from tasks.model_ref import ModelRef
 from tasks.scoring_phases import PhaseClock, ScoredBatch
 
@@ -106,6 +106,7 @@ def _detect(
         autocast = compute_device().type == "cuda"
         result = score_crops(model, crops[0], calibration, batch_size=batch_size, autocast=autocast)
     attributes = {"detector_version": detector.version, "values": "normalised pixel score, 0.5 = pixel threshold"}
+    runtime = f"{detector_runtime_for(detector)}-{compute_device().type}"
     records: dict[str, dict[str, Any]] = {}
     for index, (image_id, box) in enumerate(crops[1]):
         with clock("paste"):
@@ -119,6 +120,7 @@ def _detect(
             is_anomalous=bool(result.anomalous[index]),
             raw_score=float(result.raw_scores[index]),
             threshold=float(calibration.image_threshold),
+            detector_runtime=runtime,
             **dict(zip(("y0", "x0", "y1", "x1"), corners, strict=True)),
         )
         records[image_id] = record

@@ -198,6 +198,7 @@ def test_scoring_with_the_onnx_export_gives_torch_s_scores_decisions_and_heatmap
     store = FrameStore(tiny.settings.store_path)
     for torch_row, onnx_row in zip(by_torch, by_onnx, strict=True):
         assert torch_row["status"] == onnx_row["status"] == "scored"
+        assert (torch_row["detector_runtime"], onnx_row["detector_runtime"]) == ("torch-cpu", "onnx-cpu")
         assert torch_row["is_anomalous"] == onnx_row["is_anomalous"]
         assert abs(torch_row["raw_score"] - onnx_row["raw_score"]) <= MAP_TOLERANCE
         torch_map = store.heatmap("by-torch", torch_row["image_id"])[...].astype(np.float32)
