@@ -28,8 +28,9 @@ def generate_data(args: argparse.Namespace, data: Path) -> dict[str, Any]:
     from synth.dataset import generate_dataset
     from synth.shift import generate_shift
 
+    line = {"product": args.product, "belt": args.belt}
     shift = generate_shift(
-        data / "shift", images=args.frames, size=args.size, defect_rate=args.defect_rate, seed=args.seed
+        data / "shift", images=args.frames, size=args.size, defect_rate=args.defect_rate, seed=args.seed, **line
     )
     say(f"test shift: {shift.images} frames {args.size[0]}x{args.size[1]}, {shift.defects} defective {shift.by_type}")
     crops = generate_dataset(
@@ -40,12 +41,13 @@ def generate_data(args: argparse.Namespace, data: Path) -> dict[str, Any]:
         seg_images=args.seg_images,
         size=args.size,
         seed=args.seed + 1,
+        **line,
     )
     say(f"crop set: {crops.train_good} good training crops; segmentation set: {crops.seg_images} frames")
 
     long_side = max(512, args.image_size)
     source = generate_shift(
-        data / "fullframe-source", images=args.train_good, size=args.size, defect_rate=0.0, seed=args.seed + 2
+        data / "fullframe-source", images=args.train_good, size=args.size, defect_rate=0.0, seed=args.seed + 2, **line
     )
     good_dir = data / "fullframe" / "train" / "good"
     good_dir.mkdir(parents=True)

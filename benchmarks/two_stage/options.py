@@ -71,6 +71,8 @@ def parse_args(argv: list[str] | None = None, description: str | None = None) ->
     parser.add_argument("--frames", type=int, help="frames of the labelled test shift [24]")
     parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="frame height and width [1536 2048]")
     parser.add_argument("--defect-rate", type=float, default=0.25, help="defective share of the test shift")
+    parser.add_argument("--product", type=int, default=None, help="one product on the line (default: a part per frame)")
+    parser.add_argument("--belt", type=int, default=None, help="one belt under the camera (default: a belt per frame)")
     parser.add_argument("--seed", type=int, default=7, help="test shift seed; training sets use seed+1, seed+2")
     parser.add_argument("--minutes", type=float, help="training budget of each detector (and default of the segmenter)")
     parser.add_argument("--seg-minutes", type=float, help="training budget of the segmenter [--minutes]")
