@@ -94,7 +94,8 @@ def time_bare(pipeline: Pipeline, batch_size: int) -> float:
     ids = sorted(manifest.loc[manifest["status"] == "ingested", "image_id"])
     segmenter = pin_model(settings, pipeline.segmenter, "segmenter") if pipeline.segmenter else None
     detector = pin_model(settings, pipeline.detector, "detector")
-    return time_bare_scoring(settings, pipeline.shift_id, ids, segmenter, detector, batch_size)
+    seconds, _phases = time_bare_scoring(settings, pipeline.shift_id, ids, segmenter, detector, batch_size)
+    return seconds
 
 
 def score_with_flow(pipeline: Pipeline, args: argparse.Namespace) -> None:
