@@ -45,9 +45,10 @@ class ManifestParts:
         """Buffer ``rows`` (manifest rows as dicts); write a part once the buffer is full."""
         self._rows.extend(rows)
         if len(self._rows) >= self.part_rows:
-            self._flush()
+            self.flush()
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Write the rows still buffered as a part; the ingest calls it once more before :func:`combine_parts`."""
         if not self._rows:
             return
         rows = pd.DataFrame(self._rows, columns=MANIFEST_COLUMNS)  # pandas: rows of a read manifest carry NaN
@@ -55,10 +56,6 @@ class ManifestParts:
         pq.write_table(table, self.folder / f"{self._written:06d}.parquet")
         self._written += 1
         self._rows = []
-
-    def flush(self) -> None:
-        """Write the rows still buffered, so that every row of the run is in a part (before :func:`combine_parts`)."""
-        self._flush()
 
     def remove(self) -> None:
         """Delete the parts (once the manifest is written)."""

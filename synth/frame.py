@@ -173,6 +173,11 @@ def render_frame(
     return Frame(to_uint8(img), region, intact, defect, defect_type, info)
 
 
+def product_part(product: int, long_side: float) -> PartShape:
+    """Product ``product``'s part at ``long_side`` px: the same geometry, from the product's own stream, at any size."""
+    return make_part(np.random.default_rng([product, 99]), long_side)
+
+
 def _draw_scene(rng: np.random.Generator, size: tuple[int, int], product: int | None) -> _Scene:
     """Draw part geometry, material, pose and light first, so they do not depend on the defect.
 
@@ -185,7 +190,7 @@ def _draw_scene(rng: np.random.Generator, size: tuple[int, int], product: int | 
         shape = make_part(rng, long_side)
     else:
         rng.random()  # keeps the frame's own stream where it would be with a drawn part
-        shape = make_part(np.random.default_rng([product, 99]), long_side)
+        shape = product_part(product, long_side)
     if rng.random() < 0.15:
         shape.texture = "blasted"
     if product is None:
@@ -251,7 +256,7 @@ _PRODUCT_MARKS_LONG_SIDE = 640.0
 @functools.lru_cache(maxsize=8)
 def _product_ink(product: int) -> np.ndarray:
     """The product's marks: float32 ink coverage on its part's canvas at ``_PRODUCT_MARKS_LONG_SIDE``."""
-    shape = make_part(np.random.default_rng([product, 99]), _PRODUCT_MARKS_LONG_SIDE)
+    shape = product_part(product, _PRODUCT_MARKS_LONG_SIDE)
     return draw_marks(np.random.default_rng([product, 96]), shape.solid, _PRODUCT_MARKS_LONG_SIDE)
 
 

@@ -15,11 +15,12 @@ import torch
 
 from models.cropping import Box, crop_image, crop_region
 from models.detector.inference import resize_map, score_crops
+from models.detector.onnx_runtime import OnnxDetector
 from models.segmentation.inference import predict_masks
 from storage.frame_store import FrameStore
 from storage.score_parts import write_score_part
 from storage.tables import ScoreRecord, ScoreStatus
-from tasks.model_cache import compute_device, detector_runtime_for, get_detector, get_model
+from tasks.model_cache import compute_device, get_detector, get_model
 from tasks.model_ref import ModelRef
 from tasks.scoring_phases import PhaseClock, ScoredBatch
 
@@ -102,11 +103,11 @@ def _detect(
         model, calibration, _ = get_detector(detector)
     if calibration is None:
         raise ValueError(f"detector {detector.uri} has no calibration; retrain it with 'defectflow train detector'")
+    device = compute_device().type
     with clock("detect"):
-        autocast = compute_device().type == "cuda"
-        result = score_crops(model, crops[0], calibration, batch_size=batch_size, autocast=autocast)
+        result = score_crops(model, crops[0], calibration, batch_size=batch_size, autocast=device == "cuda")
     attributes = {"detector_version": detector.version, "values": "normalised pixel score, 0.5 = pixel threshold"}
-    runtime = f"{detector_runtime_for(detector)}-{compute_device().type}"
+    runtime = f"{'onnx' if isinstance(model, OnnxDetector) else 'torch'}-{device}"  # what computed the maps
     records: dict[str, dict[str, Any]] = {}
     for index, (image_id, box) in enumerate(crops[1]):
         with clock("paste"):

@@ -311,11 +311,10 @@ def test_one_product_fixes_the_part_and_material_but_not_the_frame() -> None:
 def test_a_product_carries_the_same_marks_on_every_part_and_a_one_off_part_its_own() -> None:
     from types import SimpleNamespace
 
-    from synth.components import make_part
-    from synth.frame import _print_marks
+    from synth.frame import _print_marks, product_part
 
     def printed(product: int | None, frame: int, long_side: float) -> np.ndarray:
-        shape = make_part(np.random.default_rng([0 if product is None else product, 99]), long_side)
+        shape = product_part(0 if product is None else product, long_side)
         rgb = np.full((3, *shape.solid.shape), 128.0, np.float32)
         scene = SimpleNamespace(product=product, surf_rng=np.random.default_rng([frame, 5]), long_side=long_side)
         _print_marks(scene, rgb, shape.solid, shape.solid)
