@@ -10,6 +10,7 @@ transaction (write-ahead log, ``synchronous=FULL``).
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass
@@ -96,6 +97,27 @@ def parse_verdict(value: str) -> Verdict:
         raise InvalidVerdict(f"unknown verdict {value!r}; use one of: {choices}") from None
 
 
+def _prepare(connection: sqlite3.Connection, write_ahead_log: bool) -> None:
+    """Put the log in write-ahead mode and make sure its schema exists, waiting out other writers.
+
+    SQLite answers ``database is locked`` at once, without waiting its busy timeout, when another connection is
+    switching the file to write-ahead mode or recovering its log (the first writers on a new file meet exactly
+    this), so these first statements are retried until the same timeout.
+    """
+    deadline = time.monotonic() + _BUSY_TIMEOUT_S
+    while True:
+        try:
+            if write_ahead_log:
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute("PRAGMA synchronous=FULL")
+            connection.executescript(_SCHEMA)
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 class VerdictStore:
     """The workspace's verdict log.
 
@@ -108,15 +130,14 @@ class VerdictStore:
 
     @contextmanager
     def _connect(self, write: bool) -> Iterator[sqlite3.Connection]:
-        if not write and not self.path.exists():
-            connection = sqlite3.connect(":memory:")
-        else:
+        on_disk = write or self.path.exists()
+        if on_disk:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             connection = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=FULL")
+        else:
+            connection = sqlite3.connect(":memory:")
         with closing(connection):
-            connection.executescript(_SCHEMA)
+            _prepare(connection, write_ahead_log=on_disk)
             yield connection
 
     def record(
