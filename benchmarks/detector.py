@@ -1,7 +1,8 @@
 """Throughput of the reverse-distillation detector: images/s of the bare forward (anomaly map + image score).
 
 Next to it the teacher forward alone, the lower bound of any distillation detector on that backbone. CPU always;
-CUDA when available, with bfloat16 autocast and channels_last memory format (as the scoring pipeline runs it).
+CUDA when available, with bfloat16 autocast; channels-last memory format on both (as the scoring pipeline runs it,
+``models.model_kinds.for_inference``).
 Weights are random: throughput does not depend on them.
 
 Quick smoke run (seconds)::
@@ -38,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models.detector.builder import build_detector
 from models.detector.config import DetectorConfig
 from models.detector.recipes import RECOMMENDED_BACKBONE
+from models.model_kinds import for_inference
 
 
 def median_seconds(run: Callable[[], object], device: torch.device, warmup: int, iterations: int) -> float:
@@ -58,12 +60,10 @@ def median_seconds(run: Callable[[], object], device: torch.device, warmup: int,
 
 def benchmark(config: DetectorConfig, device: torch.device, batch_size: int, warmup: int, iterations: int) -> dict:
     """Images/s of the full detector forward and of the teacher alone on ``device``."""
-    model = build_detector(config, load_pretrained=False).to(device).eval()
+    model = for_inference(build_detector(config, load_pretrained=False), device)
     images = torch.randn(batch_size, 3, config.image_size, config.image_size, device=device)
+    images = images.contiguous(memory_format=torch.channels_last)
     cuda = device.type == "cuda"
-    if cuda:
-        model = model.to(memory_format=torch.channels_last)
-        images = images.contiguous(memory_format=torch.channels_last)
 
     def forward(part: Callable[[torch.Tensor], object]) -> Callable[[], object]:
         def run() -> object:
@@ -75,7 +75,7 @@ def benchmark(config: DetectorConfig, device: torch.device, batch_size: int, war
     detector_s = median_seconds(forward(model.score), device, warmup, iterations)
     teacher_s = median_seconds(forward(model.teacher), device, warmup, iterations)
     return {
-        "device": device.type + (" bf16+channels_last" if cuda else f" fp32 {torch.get_num_threads()} threads"),
+        "device": device.type + (" bf16+channels_last" if cuda else f" fp32 {torch.get_num_threads()} threads c-last"),
         "batch": batch_size,
         "detector_ips": batch_size / detector_s,
         "detector_ms": 1000 * detector_s,

@@ -1,15 +1,18 @@
 """The detector against the peer, anomalib's ``ReverseDistillationModel``: images/s at equal backbone, size and threads.
 
 ``benchmarks/detector.py --peer`` runs this (issue #14's headline goal: at least twice the peer, and at least 60 %
-of the teacher-alone bound). Per configuration and thread count four calls take turns on the same batch, so a
+of the teacher-alone bound). Per configuration and thread count five calls take turns on the same batch, so a
 neighbour's load hits all of them alike, and the median round counts
 (:func:`models.detector.runtime_speed.interleaved_seconds`):
 
-* ours, torch: ``ReverseDistillation.score`` (anomaly map and image score) in inference mode;
+* ours, torch: ``ReverseDistillation.score`` (anomaly map and image score) in inference mode and the channels-last
+  layout, as the workers run it (:func:`models.model_kinds.for_inference`);
 * ours, ONNX Runtime: the same detector exported as ``defectflow export`` does, intra-op threads = torch's;
 * the peer: ``ReverseDistillationModel`` in eval mode, which returns the anomaly map and the score (the map's
   maximum), as anomalib's inference calls it (its post-processing normalisation is left out, like our calibration);
-* the teacher alone: the bound of any distillation detector on that backbone (a torch figure).
+* the peer given the channels-last layout too (not what anomalib does, but what any user of it could), so that
+  the layout's gain is not counted as ours alone;
+* the teacher alone, channels-last: the bound of any distillation detector on that backbone (a torch figure).
 
 anomalib is not a dependency of defectflow: install it and the pure-Python packages its model import needs into a
 separate folder (``pip install --no-deps --target DIR``) and put that folder on ``PYTHONPATH`` for this run only;
@@ -19,6 +22,7 @@ side (speed does not depend on them); nothing is downloaded.
 
 from __future__ import annotations
 
+import copy
 import os
 import statistics
 import tempfile
@@ -37,12 +41,13 @@ from models.detector.network import ReverseDistillation
 from models.detector.onnx_export import export_onnx
 from models.detector.onnx_runtime import OnnxDetector, open_session
 from models.detector.runtime_speed import interleaved_seconds
+from models.model_kinds import for_inference
 
 PEER_LAYERS = {"resnet18": ("layer1", "layer2", "layer3"), "mobilenetv2_100": ("blocks.1", "blocks.2", "blocks.4")}
 """The peer's feature layers per backbone: the resnet ones are its recipe's; for another backbone, the timm blocks
 at strides 4, 8 and 16, as our teacher taps them (the peer refuses it anyway: it has no decoder for it)."""
 
-CALLS = ("torch", "onnx", "peer", "teacher")
+CALLS = ("torch", "onnx", "peer", "peer c-last", "teacher")
 
 
 @dataclass
@@ -100,18 +105,28 @@ def build_peer(peer_class: type[nn.Module] | None, backbone: str, image_size: in
 def _calls(
     model: ReverseDistillation, onnx: OnnxDetector, peer: nn.Module | str, images: torch.Tensor
 ) -> dict[str, Callable[[], object]]:
-    """The timed calls of one cell, each under inference mode; the peer is left out when it is a reason string."""
+    """The timed calls of one cell, each under inference mode; the peer is left out when it is a reason string.
 
-    def timed(forward: Callable[[torch.Tensor], object]) -> Callable[[], object]:
+    Ours and the teacher run channels-last, as the workers do; the peer runs once as anomalib runs it (plain
+    layout) and once given the same channels-last layout, so the ratio can be read both ways.
+    """
+    channels_last = images.contiguous(memory_format=torch.channels_last)
+
+    def timed(forward: Callable[[torch.Tensor], object], batch: torch.Tensor) -> Callable[[], object]:
         def run() -> object:
             with torch.inference_mode():
-                return forward(images)
+                return forward(batch)
 
         return run
 
-    calls = {"torch": timed(model.score), "onnx": timed(onnx.score), "teacher": timed(model.teacher)}
+    calls = {
+        "torch": timed(model.score, channels_last),
+        "onnx": timed(onnx.score, images),
+        "teacher": timed(model.teacher, channels_last),
+    }
     if isinstance(peer, nn.Module):
-        calls["peer"] = timed(peer)
+        calls["peer"] = timed(peer, images)
+        calls["peer c-last"] = timed(for_inference(copy.deepcopy(peer)), channels_last)
     return {name: calls[name] for name in CALLS if name in calls}
 
 
@@ -135,12 +150,13 @@ def _ratio(numerator: float | None, denominator: float | None, percent: bool = F
 
 
 def _row(name: str, config: DetectorConfig, threads: int, batch: int, ips: dict[str, float]) -> str:
-    """One table row: images/s of the four calls, then ours against the peer and against the bound."""
+    """One table row: images/s of the calls, then ours against the peer (both layouts) and against the bound."""
     peer = ips.get("peer")
     figures = " | ".join(f"{ips[key]:.1f}" if key in ips else "n/a" for key in CALLS)
     ratios = " | ".join(
         [
             _ratio(ips["torch"], peer),
+            _ratio(ips["torch"], ips.get("peer c-last")),
             _ratio(ips["onnx"], peer),
             _ratio(ips["torch"], ips["teacher"], percent=True),
             _ratio(ips["onnx"], ips["teacher"], percent=True),
@@ -157,6 +173,7 @@ def _print_configuration(
     peer = build_peer(peer_class, config.backbone, config.image_size)
     with tempfile.TemporaryDirectory() as scratch:
         path = export_onnx(model, Path(scratch) / "detector.onnx")
+        model = for_inference(model)  # as the workers run it; the teacher-alone bound is timed in it too
         for batch in options.batch_sizes:
             for threads in options.threads:
                 ips = _cell(model, path, peer, threads, batch, options)
@@ -175,10 +192,10 @@ def run_peer_comparison(options: PeerOptions) -> int:
         f"{onnxruntime.__version__}, peer: {peer_version}; load average at start {os.getloadavg()[0]:.2f}"
     )
     print(
-        "| configuration | threads | batch | ours torch img/s | ours ORT img/s | peer img/s | teacher alone img/s "
-        "| torch / peer | ORT / peer | torch / teacher | ORT / teacher |"
+        "| configuration | threads | batch | ours torch img/s | ours ORT img/s | peer img/s | peer c-last img/s "
+        "| teacher alone img/s | torch / peer | torch / peer c-last | ORT / peer | torch / teacher | ORT / teacher |"
     )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     notes = [
         _print_configuration(name, CONFIGS[name](options.image_size), peer_class, options) for name in options.configs
     ]

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from models.detector.onnx_package import read_record, runtime_for
-from models.model_kinds import load_model
+from models.model_kinds import for_inference, load_model
 from storage.settings import detector_runtime, worker_torch_threads
 from tasks.model_ref import ModelRef
 
@@ -38,9 +38,7 @@ def compute_device() -> torch.device:
 
 def _load(ref: ModelRef, device: torch.device) -> Any:
     model, extra, package = load_model(ref.kind, ref.local_dir)
-    model = model.to(device).eval()
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = for_inference(model, device)
     logger.info("loaded %s from %s on %s (pid %d)", ref.kind, ref.local_dir, device, os.getpid())
     return model, extra, package
 

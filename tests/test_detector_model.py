@@ -160,3 +160,18 @@ def test_presets_and_random_teacher_switches() -> None:
     assert model.teacher.recalibrate_batchnorm([images, images]) == 8
     assert not torch.equal(running_mean, model.teacher.encoder.bn1.running_mean)
     assert not model.teacher.training and all(not p.requires_grad for p in model.teacher.parameters())
+
+
+def test_channels_last_scoring_gives_the_same_maps() -> None:
+    """Workers score in the channels-last layout (tasks.model_cache, inference.score_images) for speed; the maps
+    and scores must be those of the plain layout."""
+    from models.detector.inference import score_images
+
+    torch.manual_seed(0)
+    model = build_detector(DetectorConfig.small(teacher_weights="none")).eval()
+    images = torch.randn(3, 3, 128, 128)
+    with torch.inference_mode():
+        plain_maps, plain_scores = model.score(images)
+    maps, scores = score_images(model.to(memory_format=torch.channels_last), images)
+    torch.testing.assert_close(torch.from_numpy(maps), plain_maps[:, 0], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(torch.from_numpy(scores), plain_scores, atol=1e-5, rtol=1e-4)

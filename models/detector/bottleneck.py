@@ -3,10 +3,10 @@
 This plays the role of RD4AD's one-class bottleneck embedding (OCBE): it squeezes the teacher's three levels into
 one compact code from which the student must rebuild them. Following OCBE, the first of the two residual blocks
 (basic blocks, or bottleneck blocks for embeddings of 1024 channels or more, as OCBE does) halves the
-resolution, so the embedding has stride 32 and ``2 x C_deep`` channels (2048 x 8x8 for WideResNet50 at 256 px,
-512 x 4x4 for ResNet18 at 128 px). The low resolution is what makes the student unable to rebuild anomalous
-details: it only sees what the compact, normal-trained code can express. ``embedding_stride=16`` skips the
-downsampling (a finer code, for small inputs).
+resolution, so the embedding has stride 32 and by default ``2 x C_deep`` channels (2048 x 8x8 for WideResNet50 at
+256 px; the small and mobile recipes set fewer, e.g. 256 x 4x4 for ResNet18 at 128 px). The low resolution is
+what makes the student unable to rebuild anomalous details: it only sees what the compact, normal-trained code
+can express. ``embedding_stride=16`` skips the downsampling (a finer code, for small inputs).
 """
 
 from __future__ import annotations

@@ -36,10 +36,14 @@ def preprocess_crops(crops: Sequence[np.ndarray], image_size: int) -> torch.Tens
     return torch.stack([preprocess_crop(crop, image_size) for crop in crops])
 
 
-def _device_of(model: nn.Module) -> torch.device:
-    """The device of the model's parameters; a detector without any (ONNX Runtime's) runs on the CPU."""
+def _placement(model: nn.Module) -> tuple[torch.device, torch.memory_format]:
+    """Where and in which layout a batch goes: a torch network's device, channels-last (its convolutions' fast
+    layout on CPU and GPU alike, whichever layout its weights are in); a detector without parameters (ONNX
+    Runtime's) takes plain contiguous CPU arrays."""
     parameter = next(model.parameters(), None)
-    return parameter.device if parameter is not None else torch.device("cpu")
+    if parameter is None:
+        return torch.device("cpu"), torch.contiguous_format
+    return parameter.device, torch.channels_last
 
 
 @torch.inference_mode()
@@ -61,12 +65,12 @@ def score_images(
         ``(maps, scores)``: ``float32`` arrays ``(N, S, S)`` and ``(N,)``.
     """
     model.eval()
-    device = _device_of(model)
+    device, layout = _placement(model)
     step = batch_size or max(len(images), 1)
     maps: list[np.ndarray] = []
     scores: list[np.ndarray] = []
     for start in range(0, len(images), step):
-        batch = images[start : start + step].to(device, non_blocking=True)
+        batch = images[start : start + step].to(device, non_blocking=True, memory_format=layout)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=autocast and device.type == "cuda"):
             batch_maps, batch_scores = model.score(batch)
         maps.append(batch_maps[:, 0].float().cpu().numpy())

@@ -26,7 +26,7 @@ class ReverseDistillation(nn.Module):
     """Teacher–student anomaly detector of the method paper (section 3.2), after RD4AD.
 
     Shapes for ``DetectorConfig.small()`` (ResNet18, 128 px): teacher ``(64, 32x32), (128, 16x16), (256, 8x8)``;
-    fused map ``(256, 8x8)`` → 64 ViT tokens of width 256 → embedding ``(512, 4x4)``; student outputs equal the
+    fused map ``(256, 8x8)`` → 64 ViT tokens of width 128 → embedding ``(256, 4x4)``; student outputs equal the
     teacher's shapes; anomaly map ``(1, 128x128)``.
 
     Args:

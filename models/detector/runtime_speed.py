@@ -7,6 +7,7 @@ round counts, so a neighbour's burst of load on a shared machine hits both alike
 
 from __future__ import annotations
 
+import copy
 import statistics
 import time
 from collections.abc import Callable, Mapping
@@ -16,7 +17,7 @@ from functools import partial
 import torch
 
 from models.detector.inference import score_images
-from models.model_kinds import AnomalyDetector
+from models.model_kinds import AnomalyDetector, for_inference
 
 
 @dataclass
@@ -72,8 +73,12 @@ def interleaved_seconds(
 def measure_speed(
     torch_detector: AnomalyDetector, onnx_detector: AnomalyDetector, images: torch.Tensor, rounds: int = 3
 ) -> RuntimeSpeed:
-    """Images/s of both detectors on ``images`` (one warm-up call each, then ``rounds`` alternating timed calls)."""
-    detectors = {"torch": torch_detector, "onnx": onnx_detector}
+    """Images/s of both detectors on ``images`` (one warm-up call each, then ``rounds`` alternating timed calls).
+
+    Torch is timed on a copy prepared as workers run it (:func:`models.model_kinds.for_inference`); the caller's
+    model is left as it was.
+    """
+    detectors = {"torch": for_inference(copy.deepcopy(torch_detector)), "onnx": onnx_detector}
     seconds = interleaved_seconds(
         {name: partial(score_images, model, images) for name, model in detectors.items()}, rounds
     )
