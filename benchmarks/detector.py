@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models.detector.builder import build_detector
 from models.detector.config import DetectorConfig
 from models.detector.recipes import RECOMMENDED_BACKBONE
-from models.model_kinds import for_inference
+from models.model_kinds import INFERENCE_MEMORY_FORMAT, for_inference
 
 
 def median_seconds(run: Callable[[], object], device: torch.device, warmup: int, iterations: int) -> float:
@@ -62,7 +62,7 @@ def benchmark(config: DetectorConfig, device: torch.device, batch_size: int, war
     """Images/s of the full detector forward and of the teacher alone on ``device``."""
     model = for_inference(build_detector(config, load_pretrained=False), device)
     images = torch.randn(batch_size, 3, config.image_size, config.image_size, device=device)
-    images = images.contiguous(memory_format=torch.channels_last)
+    images = images.contiguous(memory_format=INFERENCE_MEMORY_FORMAT)
     cuda = device.type == "cuda"
 
     def forward(part: Callable[[torch.Tensor], object]) -> Callable[[], object]:

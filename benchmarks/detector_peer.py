@@ -41,7 +41,7 @@ from models.detector.network import ReverseDistillation
 from models.detector.onnx_export import export_onnx
 from models.detector.onnx_runtime import OnnxDetector, open_session
 from models.detector.runtime_speed import interleaved_seconds
-from models.model_kinds import for_inference
+from models.model_kinds import INFERENCE_MEMORY_FORMAT, for_inference
 
 PEER_LAYERS = {"resnet18": ("layer1", "layer2", "layer3"), "mobilenetv2_100": ("blocks.1", "blocks.2", "blocks.4")}
 """The peer's feature layers per backbone: the resnet ones are its recipe's; for another backbone, the timm blocks
@@ -110,7 +110,7 @@ def _calls(
     Ours and the teacher run channels-last, as the workers do; the peer runs once as anomalib runs it (plain
     layout) and once given the same channels-last layout, so the ratio can be read both ways.
     """
-    channels_last = images.contiguous(memory_format=torch.channels_last)
+    channels_last = images.contiguous(memory_format=INFERENCE_MEMORY_FORMAT)
 
     def timed(forward: Callable[[torch.Tensor], object], batch: torch.Tensor) -> Callable[[], object]:
         def run() -> object:

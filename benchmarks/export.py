@@ -35,7 +35,7 @@ from models.detector.onnx_export import export_onnx
 from models.detector.onnx_runtime import OnnxDetector, open_session
 from models.detector.recipes import RECOMMENDED_BACKBONE
 from models.detector.runtime_speed import measure_speed
-from models.model_kinds import for_inference
+from models.model_kinds import INFERENCE_MEMORY_FORMAT, for_inference
 
 CONFIGS = {
     "small": lambda size: DetectorConfig.small(image_size=size),
@@ -59,7 +59,7 @@ def _rows(name: str, config: DetectorConfig, threads: list[int], batch: int, rou
         path = export_onnx(model, Path(scratch) / "detector.onnx")
         # The bound as the workers would run it: channels-last, like measure_speed's torch side.
         bound = for_inference(copy.deepcopy(model)).teacher
-        bound_images = images.contiguous(memory_format=torch.channels_last)
+        bound_images = images.contiguous(memory_format=INFERENCE_MEMORY_FORMAT)
         for count in threads:
             torch.set_num_threads(count)
             onnx = OnnxDetector(open_session(path, count), config.image_size)

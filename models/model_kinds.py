@@ -58,6 +58,10 @@ def load_model(kind: str, directory: str | Path) -> tuple[torch.nn.Module, Any, 
     return import_module(KINDS[kind]).load_package(directory)
 
 
+#: The memory layout torch networks score in, on every device (:func:`for_inference`, and the batches they get).
+INFERENCE_MEMORY_FORMAT = torch.channels_last
+
+
 def for_inference(model: torch.nn.Module, device: torch.device | str = "cpu") -> torch.nn.Module:
     """``model`` as workers run it, changed in place: on ``device``, in eval mode, in the channels-last layout.
 
@@ -65,4 +69,4 @@ def for_inference(model: torch.nn.Module, device: torch.device | str = "cpu") ->
     a CPU, docs/scoring.md "Speed against the peer") and of cuDNN's with bf16; the network and its outputs are
     the same. Benchmarks and the export's speed measurement use this too, so they time what the workers run.
     """
-    return model.to(device, memory_format=torch.channels_last).eval()
+    return model.to(device, memory_format=INFERENCE_MEMORY_FORMAT).eval()

@@ -166,12 +166,16 @@ def test_channels_last_scoring_gives_the_same_maps() -> None:
     """Workers score in the channels-last layout (tasks.model_cache, inference.score_images) for speed; the maps
     and scores must be those of the plain layout."""
     from models.detector.inference import score_images
+    from models.model_kinds import for_inference
 
     torch.manual_seed(0)
     model = build_detector(DetectorConfig.small(teacher_weights="none")).eval()
     images = torch.randn(3, 3, 128, 128)
     with torch.inference_mode():
         plain_maps, plain_scores = model.score(images)
-    maps, scores = score_images(model.to(memory_format=torch.channels_last), images)
+    model = for_inference(model)  # what the workers' model cache does
+    convolution = next(m for m in model.student.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3))
+    assert convolution.weight.is_contiguous(memory_format=torch.channels_last)
+    maps, scores = score_images(model, images)
     torch.testing.assert_close(torch.from_numpy(maps), plain_maps[:, 0], atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(torch.from_numpy(scores), plain_scores, atol=1e-5, rtol=1e-4)

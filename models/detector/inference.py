@@ -19,7 +19,7 @@ from torch.nn import functional as F
 from models.detector.calibration import Calibration
 from models.detector.data import array_to_tensor
 from models.imaging import imagenet_normalise, to_rgb, to_unit_float
-from models.model_kinds import AnomalyDetector
+from models.model_kinds import INFERENCE_MEMORY_FORMAT, AnomalyDetector
 
 
 def preprocess_crop(crop: np.ndarray, image_size: int) -> torch.Tensor:
@@ -43,7 +43,7 @@ def _placement(model: nn.Module) -> tuple[torch.device, torch.memory_format]:
     parameter = next(model.parameters(), None)
     if parameter is None:
         return torch.device("cpu"), torch.contiguous_format
-    return parameter.device, torch.channels_last
+    return parameter.device, INFERENCE_MEMORY_FORMAT
 
 
 @torch.inference_mode()
