@@ -1,8 +1,8 @@
 """Throughput of the reverse-distillation detector: images/s of the bare forward (anomaly map + image score).
 
 Next to it the teacher forward alone, the lower bound of any distillation detector on that backbone. CPU always;
-CUDA when available, with bfloat16 autocast; channels-last memory format on both (as the scoring pipeline runs it,
-``models.model_kinds.for_inference``).
+CUDA when available, with bfloat16 autocast; BatchNorms folded and the channels-last memory format on both (as the
+scoring pipeline runs it, ``models.model_kinds.for_inference``).
 Weights are random: throughput does not depend on them.
 
 Quick smoke run (seconds)::
@@ -75,7 +75,8 @@ def benchmark(config: DetectorConfig, device: torch.device, batch_size: int, war
     detector_s = median_seconds(forward(model.score), device, warmup, iterations)
     teacher_s = median_seconds(forward(model.teacher), device, warmup, iterations)
     return {
-        "device": device.type + (" bf16+channels_last" if cuda else f" fp32 {torch.get_num_threads()} threads c-last"),
+        "device": device.type
+        + (" bf16, folded, channels-last" if cuda else f" fp32 {torch.get_num_threads()} threads, folded, c-last"),
         "batch": batch_size,
         "detector_ips": batch_size / detector_s,
         "detector_ms": 1000 * detector_s,

@@ -5,14 +5,14 @@ of the teacher-alone bound). Per configuration and thread count five calls take 
 neighbour's load hits all of them alike, and the median round counts
 (:func:`models.detector.runtime_speed.interleaved_seconds`):
 
-* ours, torch: ``ReverseDistillation.score`` (anomaly map and image score) in inference mode and the channels-last
-  layout, as the workers run it (:func:`models.model_kinds.for_inference`);
+* ours, torch: ``ReverseDistillation.score`` (anomaly map and image score) in inference mode, BatchNorms folded and
+  in the channels-last layout, as the workers run it (:func:`models.model_kinds.for_inference`);
 * ours, ONNX Runtime: the same detector exported as ``defectflow export`` does, intra-op threads = torch's;
 * the peer: ``ReverseDistillationModel`` in eval mode, which returns the anomaly map and the score (the map's
   maximum), as anomalib's inference calls it (its post-processing normalisation is left out, like our calibration);
-* the peer given the channels-last layout too (not what anomalib does, but what any user of it could), so that
-  the layout's gain is not counted as ours alone;
-* the teacher alone, channels-last: the bound of any distillation detector on that backbone (a torch figure).
+* the peer prepared as ours is (``for_inference``: BatchNorms folded, channels-last; not what anomalib does, but
+  what any user of it could), so that those gains are not counted as ours alone;
+* the teacher alone, prepared the same way: the bound of any distillation detector on that backbone (a torch figure).
 
 anomalib is not a dependency of defectflow: install it and the pure-Python packages its model import needs into a
 separate folder (``pip install --no-deps --target DIR``) and put that folder on ``PYTHONPATH`` for this run only;
@@ -47,7 +47,7 @@ PEER_LAYERS = {"resnet18": ("layer1", "layer2", "layer3"), "mobilenetv2_100": ("
 """The peer's feature layers per backbone: the resnet ones are its recipe's; for another backbone, the timm blocks
 at strides 4, 8 and 16, as our teacher taps them (the peer refuses it anyway: it has no decoder for it)."""
 
-CALLS = ("torch", "onnx", "peer", "peer c-last", "teacher")
+CALLS = ("torch", "onnx", "peer", "peer prepared", "teacher")
 
 
 @dataclass
@@ -107,8 +107,8 @@ def _calls(
 ) -> dict[str, Callable[[], object]]:
     """The timed calls of one cell, each under inference mode; the peer is left out when it is a reason string.
 
-    Ours and the teacher run channels-last, as the workers do; the peer runs once as anomalib runs it (plain
-    layout) and once given the same channels-last layout, so the ratio can be read both ways.
+    Ours and the teacher run as the workers do (:func:`for_inference`); the peer runs once as anomalib runs it
+    and once prepared the same way, so the ratio can be read both ways.
     """
     channels_last = images.contiguous(memory_format=INFERENCE_MEMORY_FORMAT)
 
@@ -126,7 +126,7 @@ def _calls(
     }
     if isinstance(peer, nn.Module):
         calls["peer"] = timed(peer, images)
-        calls["peer c-last"] = timed(for_inference(copy.deepcopy(peer)), channels_last)
+        calls["peer prepared"] = timed(for_inference(copy.deepcopy(peer)), channels_last)
     return {name: calls[name] for name in CALLS if name in calls}
 
 
@@ -156,7 +156,7 @@ def _row(name: str, config: DetectorConfig, threads: int, batch: int, ips: dict[
     ratios = " | ".join(
         [
             _ratio(ips["torch"], peer),
-            _ratio(ips["torch"], ips.get("peer c-last")),
+            _ratio(ips["torch"], ips.get("peer prepared")),
             _ratio(ips["onnx"], peer),
             _ratio(ips["torch"], ips["teacher"], percent=True),
             _ratio(ips["onnx"], ips["teacher"], percent=True),
@@ -192,8 +192,8 @@ def run_peer_comparison(options: PeerOptions) -> int:
         f"{onnxruntime.__version__}, peer: {peer_version}; load average at start {os.getloadavg()[0]:.2f}"
     )
     print(
-        "| configuration | threads | batch | ours torch img/s | ours ORT img/s | peer img/s | peer c-last img/s "
-        "| teacher alone img/s | torch / peer | torch / peer c-last | ORT / peer | torch / teacher | ORT / teacher |"
+        "| configuration | threads | batch | ours torch img/s | ours ORT img/s | peer img/s | peer prepared img/s "
+        "| teacher alone img/s | torch / peer | torch / peer prepared | ORT / peer | torch / teacher | ORT / teacher |"
     )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     notes = [

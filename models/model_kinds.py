@@ -14,6 +14,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
+from models.batch_norm_folding import fold_batch_norms
+
 #: kind -> module with ``load_package(directory) -> (model, extra, package)``.
 KINDS: dict[str, str] = {
     "detector": "models.detector.package",
@@ -63,10 +65,13 @@ INFERENCE_MEMORY_FORMAT = torch.channels_last
 
 
 def for_inference(model: torch.nn.Module, device: torch.device | str = "cpu") -> torch.nn.Module:
-    """``model`` as workers run it, changed in place: on ``device``, in eval mode, in the channels-last layout.
+    """``model`` as workers run it: in eval mode, BatchNorms folded into convolutions, on ``device``, channels-last.
 
+    Use the returned model: it is a folded copy where anything folded (:func:`models.batch_norm_folding.
+    fold_batch_norms`, which checks the copy against ``model``), else ``model`` itself, moved in place.
     Channels-last is the fast layout of oneDNN's CPU convolutions (the detector scores 1.2-1.8x faster in it on
     a CPU, docs/scoring.md "Speed against the peer") and of cuDNN's with bf16; the network and its outputs are
     the same. Benchmarks and the export's speed measurement use this too, so they time what the workers run.
     """
+    model, _ = fold_batch_norms(model.eval())
     return model.to(device, memory_format=INFERENCE_MEMORY_FORMAT).eval()
