@@ -9,7 +9,7 @@ from torch import nn
 from models.detector.anomaly_map import AnomalyMapGenerator, GaussianSmoothing, gaussian_kernel_size
 from models.detector.builder import build_detector
 from models.detector.config import DetectorConfig
-from models.detector.loss import ReverseDistillationLoss
+from models.detector.loss import ReverseDistillationLoss, cosine_distance_map
 from models.detector.network import ReverseDistillation
 from models.detector.vit_block import ViTBlock
 
@@ -76,6 +76,24 @@ def test_loss_is_zero_for_equal_features_and_positive_otherwise() -> None:
     assert float(criterion(features, [f.clone() for f in features])) < 1e-6
     assert float(criterion(features, [2.5 * f for f in features])) < 1e-6  # cosine ignores scale
     assert float(criterion(features, [torch.randn_like(f) for f in features])) > 0.5
+
+
+def test_cosine_distance_is_torchs_cosine_in_both_layouts_and_safe_at_zero() -> None:
+    generator = torch.Generator().manual_seed(0)
+    teacher = torch.randn(2, 32, 8, 8, generator=generator)
+    student = torch.randn(2, 32, 8, 8, generator=generator)
+    expected = 1.0 - torch.nn.functional.cosine_similarity(teacher, student, dim=1, eps=1e-8)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        got = cosine_distance_map(teacher.contiguous(memory_format=layout), student.contiguous(memory_format=layout))
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+    student = student.clone()
+    student[:, :, 0, 0] = 0.0  # a dead position: distance 1, and a finite gradient for training
+    student.requires_grad_(True)
+    distance = cosine_distance_map(teacher, student)
+    distance.sum().backward()
+    assert torch.allclose(distance[:, 0, 0], torch.ones(2)) and torch.isfinite(student.grad).all()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert cosine_distance_map(teacher.bfloat16(), teacher.bfloat16()).dtype == torch.float32
 
 
 def test_anomaly_map_starts_equal_weighted_with_sigma_4() -> None:

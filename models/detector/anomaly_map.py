@@ -104,7 +104,7 @@ class AnomalyMapGenerator(nn.Module):
         with torch.autocast(device_type=device_type, enabled=False):
             maps = [
                 F.interpolate(
-                    cosine_distance_map(t.float(), s.float()).unsqueeze(1),
+                    cosine_distance_map(t, s).unsqueeze(1),
                     size=size,
                     mode="bilinear",
                     align_corners=False,
