@@ -197,3 +197,21 @@ def test_channels_last_scoring_gives_the_same_maps() -> None:
     maps, scores = score_images(model, images)
     torch.testing.assert_close(torch.from_numpy(maps), plain_maps[:, 0], atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(torch.from_numpy(scores), plain_scores, atol=1e-5, rtol=1e-4)
+
+
+def test_bf16_autocast_keeps_float32_maps_close_to_full_precision() -> None:
+    """GPU workers score under bf16 autocast (inference.score_images); the network's part of that, run on the CPU's
+    bf16 autocast: maps and scores stay float32 (the distances are computed in it) and within bf16's rounding of
+    the full-precision ones. The CUDA kernels themselves need a GPU (docs/scoring.md says they are unmeasured)."""
+    from models.model_kinds import INFERENCE_MEMORY_FORMAT, for_inference
+
+    torch.manual_seed(0)
+    model = for_inference(tiny().eval())
+    images = torch.randn(4, 3, 64, 64).contiguous(memory_format=INFERENCE_MEMORY_FORMAT)
+    with torch.inference_mode():
+        full_maps, full_scores = model.score(images)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            maps, scores = model.score(images)
+    assert maps.dtype == scores.dtype == torch.float32
+    torch.testing.assert_close(maps, full_maps, atol=1e-2, rtol=0)
+    torch.testing.assert_close(scores, full_scores, atol=1e-2, rtol=0)
