@@ -82,7 +82,11 @@ def latest_shift(settings: Settings) -> str:
 
 
 def _gpu_annotation() -> contextlib.AbstractContextManager[Any]:
-    """Dask resource annotation ``GPU=1`` when the cluster's workers declare a GPU resource, else nothing."""
+    """Dask resource annotation ``GPU=1`` when the cluster's workers declare a GPU resource, else nothing.
+
+    When the scheduler cannot be asked, the batches go to any worker and the run's log says so: a GPU cluster then
+    scores on whichever workers take them, which is slower but not wrong.
+    """
     try:
         import dask
 
@@ -90,8 +94,13 @@ def _gpu_annotation() -> contextlib.AbstractContextManager[Any]:
         workers = client.scheduler_info(n_workers=-1)["workers"].values() if client else []
         if any(w.get("resources", {}).get("GPU") for w in workers):
             return dask.annotate(resources={"GPU": 1})
-    except Exception:
-        pass
+    except Exception as error:
+        get_run_logger().warning(
+            "could not ask the Dask scheduler which workers declare a GPU (%s: %s); the scoring batches may run "
+            "on any worker",
+            type(error).__name__,
+            error,
+        )
     return contextlib.nullcontext()
 
 
