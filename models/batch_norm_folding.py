@@ -59,9 +59,8 @@ def fold_batch_norms(model: nn.Module, example: torch.Tensor | None = None) -> t
         return model, 0
     folded = copy.deepcopy(model)
     names = {id(module): name for name, module in model.named_modules()}
-    modules = dict(folded.named_modules())
     for conv, norm in pairs:
-        _fold_pair(modules[names[id(conv)]], modules[names[id(norm)]], folded, names[id(norm)])
+        _fold_pair(folded, names[id(conv)], names[id(norm)])
     with torch.no_grad():
         got = list(_tensors(folded(example)))
     if len(got) != len(expected) or not all(_agree(a, b) for a, b in zip(got, expected, strict=True)):
@@ -125,8 +124,10 @@ def _conv_batch_norm_pairs(
     return [(conv, norm) for conv, norm in found if calls[id(conv)] == 1 and calls[id(norm)] == 1], output
 
 
-def _fold_pair(conv: nn.Module, norm: nn.Module, root: nn.Module, norm_name: str) -> None:
-    """Scale ``conv`` in place (so hooks on it stay) and put what ``norm`` did besides normalising in its place."""
+def _fold_pair(root: nn.Module, conv_name: str, norm_name: str) -> None:
+    """Scale the convolution in place (so hooks on it stay) and put what the BatchNorm did besides normalising in
+    its place."""
+    conv, norm = root.get_submodule(conv_name), root.get_submodule(norm_name)
     assert isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d)
     assert norm.running_mean is not None and norm.running_var is not None
     weight, bias = fuse_conv_bn_weights(

@@ -202,7 +202,7 @@ def test_channels_last_scoring_gives_the_same_maps() -> None:
 def test_bf16_autocast_keeps_float32_maps_close_to_full_precision() -> None:
     """GPU workers score under bf16 autocast (inference.score_images); the network's part of that, run on the CPU's
     bf16 autocast: maps and scores stay float32 (the distances are computed in it) and within bf16's rounding of
-    the full-precision ones. The CUDA kernels themselves need a GPU (docs/scoring.md says they are unmeasured)."""
+    the full-precision ones. The CUDA kernels themselves need a GPU (README says their figures are unmeasured)."""
     from models.model_kinds import INFERENCE_MEMORY_FORMAT, for_inference
 
     torch.manual_seed(0)
