@@ -7,10 +7,11 @@ it for a throughput figure that is not dominated by the cluster start, e.g. the 
 generates). With ``DEFECTFLOW_DASK_ADDRESS`` (and ``PREFECT_API_URL``) set, the flow runs on that long-lived
 cluster instead, whose workers stay warm between runs; run it twice to see a warm run. The bare path calls the
 same per-batch computation (read from zarr, segment, crop, detect in one batch, paste and write the heatmap)
-directly in this process; the flow adds Prefect and Dask. Prints images/s of both, the ratio flow/bare, the
-peak memory of the flow process and of a worker, whether the flow process imported torch (it should not: issue
-#14), where the time went (the flow's own steps, and the seconds per phase of the batches, summed over the
-workers, against the bare path's), and the load average, since the machine may be shared.
+directly in this process and draws no overlays; the flow adds Prefect and Dask, and draws the report's overlays
+(its batches those of the flagged frames, phase ``overlay``; its finish the rest). Prints images/s of both, the
+ratio flow/bare, the peak memory of the flow process and of a worker, whether the flow process imported torch (it
+should not: issue #14), where the time went (the flow's own steps, and the seconds per phase of the batches,
+summed over the workers, against the bare path's), and the load average, since the machine may be shared.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def print_phases(end_to_end: float, summary: ScoringResult, bare_phases: dict[st
         ("plan", "plan: manifest, pin the models, merge earlier parts"),
         ("preload", "preload: workers import torch, load and warm the models"),
         ("batches", "batches: scoring the frames (wall)"),
-        ("finish", "finish: scores table, overlays, MLflow, report"),
+        ("finish", "finish: scores table, other overlays, MLflow, report"),
     ):
         print(f"{what:<58}{steps[step]:>10.1f}")
     flow_phases = summary.phase_seconds

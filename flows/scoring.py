@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import pandas as pd
 from prefect import flow, get_run_logger
 
 from flows.batching import batches
+from flows.overlay_allowance import OverlayAllowance
 from flows.progress import track_batches
 from flows.results import ScoringResult
 from flows.runtime import default_task_runner, flow_client, import_in_background, preload_on_workers
@@ -52,7 +53,12 @@ DEFAULT_DETECTOR = "models:/detector@champion"
 #: What the finish step imports (MLflow logging, the score histogram), loaded while the workers score; pyplot
 #: itself is left to the step, which picks its display-free backend first.
 FINISH_IMPORTS = ("mlflow", "matplotlib")
+#: The report shows overlays of the highest scores, and of the flagged frames (highest first) up to a limit.
+TOP_OVERLAYS = 10
+FLAGGED_OVERLAY_LIMIT = 200
+#: Overlays the finish step draws per task, spread over the workers.
 OVERLAY_CHUNK = 8
+OVERLAY_FOLDER = "overlays"
 
 
 class NothingToScore(DefectflowError, ValueError):
@@ -249,8 +255,8 @@ def _score_shift(
     scores = _collect(plan, run.failed)
     _raise_if_lost(run, shift_id, plan, scores)
     scored = scores[scores["status"] == ScoreStatus.SCORED].sort_values("score", ascending=False)
-    paths = _render_overlays(settings, shift_id, plan.results_dir, scored)
-    top_ids = set(scored.head(10)["image_id"])
+    paths = _render_overlays(settings, shift_id, plan.results_dir, scored, run.overlays)
+    top_ids = set(scored.head(TOP_OVERLAYS)["image_id"])
     top_paths = [p for p in paths if Path(p).stem in top_ids]
     run_id, not_logged = _log_run(
         settings, shift_id, scores, plan.refs, seconds, len(plan.todo), top_paths, workers or 0
@@ -355,14 +361,15 @@ def _plan(settings: Settings, shift_id: str, segmenter: str, detector: str, one_
 @dataclass
 class _Batches:
     """How the batches of a run went: the rows of those that failed, the error if the scheduler went away, the
-    seconds taken (the preload's included, and apart) and the seconds the workers spent per phase
-    (:mod:`tasks.scoring_phases`)."""
+    seconds taken (the preload's included, and apart), the seconds the workers spent per phase
+    (:mod:`tasks.scoring_phases`) and the overlays of flagged frames the batches drew."""
 
     failed: list[dict[str, Any]]
     lost: BaseException | None
     seconds: float
     phases: dict[str, float]
     preload_seconds: float = 0.0
+    overlays: list[str] = field(default_factory=list)
 
     def steps(self, plan: float, after_plan: float) -> dict[str, float]:
         """Wall seconds of the run's steps: plan, preload, batches, and finish (what came after the batches)."""
@@ -374,11 +381,23 @@ def _run_batches(settings: Settings, shift_id: str, plan: _Plan, batch_size: int
     """Preload the models on the workers, then score the frames still to do in batches on Dask.
 
     Each finished batch has written its records as a part table (tasks/score_frames.py): the flow keeps only the
-    rows of batches that failed. Submitting stops if the scheduler goes away; finished parts stay.
+    rows of batches that failed. Submitting stops if the scheduler goes away; finished parts stay. The batches draw
+    the overlays of their flagged frames, :data:`FLAGGED_OVERLAY_LIMIT` at most in all (:mod:`flows.overlay_allowance`).
     """
+    allowance = OverlayAllowance(FLAGGED_OVERLAY_LIMIT)
+    overlay_dir = str(plan.results_dir / OVERLAY_FOLDER)
 
     def score(chunk: list[str]) -> Any:
-        return score_frames.submit(str(settings.store_path), str(plan.results_dir), shift_id, chunk, *plan.refs)
+        allowed = allowance.give(chunk[0], len(chunk))
+        return score_frames.submit(
+            str(settings.store_path),
+            str(plan.results_dir),
+            shift_id,
+            chunk,
+            *plan.refs,
+            overlay_dir=overlay_dir,
+            max_overlays=allowed,
+        )
 
     start = time.perf_counter()
     run = _Batches([], None, 0.0, {})
@@ -389,8 +408,12 @@ def _run_batches(settings: Settings, shift_id: str, plan: _Plan, batch_size: int
                 run.preload_seconds = time.perf_counter() - start
             for chunk, future in track_batches(score, batches(plan.todo, batch_size), "scoring", "frames"):
                 try:
-                    add_seconds(run.phases, future.result().seconds)
+                    batch = future.result()
+                    add_seconds(run.phases, batch.seconds)
+                    run.overlays.extend(batch.overlays)
+                    allowance.settle(chunk[0], len(batch.overlays))
                 except Exception as error:
+                    allowance.settle(chunk[0], 0)
                     if _scheduler_lost(error):  # not the batch's fault: its frames stay unscored for the re-run
                         run.lost = error
                         break
@@ -415,15 +438,29 @@ def _collect(plan: _Plan, failed: list[dict[str, Any]]) -> pd.DataFrame:
     return scores
 
 
-def _render_overlays(settings: Settings, shift_id: str, results_dir: Path, scored: pd.DataFrame) -> list[str]:
-    """Overlays of the ten highest scores and of every flagged frame (at most 200), rendered on the workers in
-    chunks of :data:`OVERLAY_CHUNK` (one task drew 54 full-resolution overlays in 3.8 s, most of the finish step)."""
+def _render_overlays(
+    settings: Settings, shift_id: str, results_dir: Path, scored: pd.DataFrame, drawn: list[str]
+) -> list[str]:
+    """Overlays of the :data:`TOP_OVERLAYS` highest scores and of the flagged frames (at most
+    :data:`FLAGGED_OVERLAY_LIMIT`, highest first), in that order.
+
+    The batches drew most of them (``drawn``, this run's); the rest (frames scored by an earlier run, a top score
+    that is not flagged, a flagged frame over a batch's allowance) are drawn on the workers in chunks of
+    :data:`OVERLAY_CHUNK`, reading frame and heatmap from the store. A drawn overlay the report does not show (more
+    flagged frames than the limit) is removed, so the folder holds what the report links.
+    """
     flagged = scored[scored["is_anomalous"].astype(bool)]
-    to_render = pd.concat([scored.head(10), flagged.head(200)]).drop_duplicates("image_id")
-    records = to_render.to_dict("records")
-    out_dir = str(results_dir / "overlays")
+    to_render = pd.concat([scored.head(TOP_OVERLAYS), flagged.head(FLAGGED_OVERLAY_LIMIT)])
+    records = to_render.drop_duplicates("image_id").to_dict("records")
+    wanted = [record["image_id"] for record in records]
+    paths = {Path(path).stem: path for path in drawn}
+    for image_id in set(paths) - set(wanted):
+        Path(paths.pop(image_id)).unlink(missing_ok=True)
+    missing = [record for record in records if record["image_id"] not in paths]
+    out_dir = str(results_dir / OVERLAY_FOLDER)
     futures = [
         render_overlays.submit(str(settings.store_path), shift_id, chunk, out_dir)
-        for chunk in batches(records, OVERLAY_CHUNK)
+        for chunk in batches(missing, OVERLAY_CHUNK)
     ]
-    return [path for future in futures for path in future.result()]
+    paths.update((Path(path).stem, path) for future in futures for path in future.result())
+    return [paths[image_id] for image_id in wanted]

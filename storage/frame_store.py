@@ -174,8 +174,9 @@ class FrameStore:
         box: tuple[int, int, int, int] | None,
         crop_map: np.ndarray | None,
         attributes: dict[str, Any],
-    ) -> None:
-        """Write a full-resolution float16 heatmap: ``crop_map`` inside ``box``, zero elsewhere.
+    ) -> np.ndarray:
+        """Write a full-resolution float16 heatmap: ``crop_map`` inside ``box``, zero elsewhere; returns it as stored,
+        for a caller that draws it next (no read back).
 
         Only the chunks that ``box`` touches are written; the rest stay the fill value (0), so a heatmap costs
         storage in proportion to the scored region, not the frame. The checksum covers the whole map.
@@ -198,6 +199,7 @@ class FrameStore:
         )
         if box is not None and crop_map is not None:
             array[y0:y1, x0:x1] = full[y0:y1, x0:x1]
+        return full
 
     def heatmap(self, shift_id: str, image_id: str) -> zarr.Array:
         """The heatmap array, opened read-only."""

@@ -1,5 +1,8 @@
 """Task: overlay pictures of scored frames for the report and MLflow: the frame, the heatmap in the colour map, and
-the pixel-threshold contour side by side (drawn by :mod:`storage.overlay`, as in the review app)."""
+the pixel-threshold contour side by side (drawn by :mod:`storage.overlay`, as in the review app).
+
+The scoring batches draw their flagged frames' overlays themselves while frame and heatmap are in memory
+(:mod:`tasks.score_batch`); this task draws the rest the report shows, reading both from the store."""
 
 from __future__ import annotations
 
@@ -21,6 +24,15 @@ def overlay_image(frame: np.ndarray, heatmap: np.ndarray, box: tuple[int, int, i
     return side_by_side(frame, heatmap, box, height=OVERLAY_HEIGHT)
 
 
+def write_overlay(
+    frame: np.ndarray, heatmap: np.ndarray, box: tuple[int, int, int, int] | None, folder: Path, image_id: str
+) -> str:
+    """Write the overlay of one frame as ``<image_id>.jpg`` in ``folder``; returns its path."""
+    path = folder / f"{image_id}.jpg"
+    overlay_image(frame, heatmap, box).save(path, quality=88)
+    return str(path)
+
+
 @task(name="render-overlays", retries=1)
 def render_overlays(store_path: str, shift_id: str, records: list[dict[str, Any]], out_dir: str) -> list[str]:
     """Write one ``<image_id>.jpg`` overlay per record into ``out_dir``; returns the file paths."""
@@ -35,7 +47,5 @@ def render_overlays(store_path: str, shift_id: str, records: list[dict[str, Any]
         box = None
         if record.get("y0") is not None and record["y0"] == record["y0"]:
             box = (int(record["y0"]), int(record["x0"]), int(record["y1"]), int(record["x1"]))
-        path = folder / f"{image_id}.jpg"
-        overlay_image(frame, heatmap, box).save(path, quality=88)
-        written.append(str(path))
+        written.append(write_overlay(frame, heatmap, box, folder, image_id))
     return written

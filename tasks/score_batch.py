@@ -7,6 +7,8 @@ torch and the models; only the task's body (:mod:`tasks.score_frames`) and the b
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +24,36 @@ from storage.score_parts import write_score_part
 from storage.tables import ScoreRecord, ScoreStatus
 from tasks.model_cache import compute_device, get_detector, get_model
 from tasks.model_ref import ModelRef
+from tasks.render_overlays import write_overlay
 from tasks.scoring_phases import PhaseClock, ScoredBatch
 
 Refs = tuple[ModelRef | None, ModelRef]
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class FlaggedOverlays:
+    """Overlays of a batch's flagged frames, drawn while the frame and its heatmap are in memory, at most ``limit``.
+
+    Reading both back for the report's overlays cost more than drawing them (31 ms a frame of 2048 x 1536). A
+    picture that cannot be written costs the picture, not the frame's score: the flow's finish draws what is missing.
+    """
+
+    folder: Path
+    limit: int
+    written: list[str] = field(default_factory=list)
+
+    def draw(self, frame: np.ndarray, heatmap: np.ndarray, box: tuple[int, int, int, int], image_id: str) -> None:
+        """Write the overlay of a flagged frame, unless the batch has drawn its ``limit``."""
+        if len(self.written) >= self.limit:
+            return
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self.written.append(write_overlay(frame, heatmap, box, self.folder, image_id))
+        except Exception as error:
+            logger.warning(
+                "overlay of %s not drawn (%s: %s); the run's finish draws it", image_id, type(error).__name__, error
+            )
 
 
 def _record(image_id: str, status: ScoreStatus, reason: str, refs: Refs) -> dict[str, Any]:
@@ -96,8 +125,10 @@ def _detect(
     refs: Refs,
     batch_size: int,
     clock: PhaseClock,
+    overlays: FlaggedOverlays | None,
 ) -> dict[str, dict[str, Any]]:
-    """Score the crops, paste each map into its frame's heatmap and write it; the scored records."""
+    """Score the crops, paste each map into its frame's heatmap and write it (and the overlay of a flagged frame);
+    the scored records."""
     detector = refs[1]
     with clock("models"):
         model, calibration, _ = get_detector(detector)
@@ -114,7 +145,7 @@ def _detect(
             heatmap = resize_map(result.maps[index], (box.y1 - box.y0, box.x1 - box.x0))
         with clock("write"):
             corners = (box.y0, box.x0, box.y1, box.x1)
-            store.write_heatmap(shift_id, image_id, frames[image_id].shape[:2], corners, heatmap, attributes)
+            full = store.write_heatmap(shift_id, image_id, frames[image_id].shape[:2], corners, heatmap, attributes)
         record = _record(image_id, ScoreStatus.SCORED, "", refs)
         record.update(
             score=float(result.scores[index]),
@@ -125,14 +156,23 @@ def _detect(
             **dict(zip(("y0", "x0", "y1", "x1"), corners, strict=True)),
         )
         records[image_id] = record
+        if overlays is not None and record["is_anomalous"]:
+            with clock("overlay"):
+                overlays.draw(frames[image_id], full, corners, image_id)
     return records
 
 
 def score_batch(
-    store_path: str, results_dir: str, shift_id: str, image_ids: list[str], refs: Refs, batch_size: int = 16
+    store_path: str,
+    results_dir: str,
+    shift_id: str,
+    image_ids: list[str],
+    refs: Refs,
+    batch_size: int = 16,
+    overlays: FlaggedOverlays | None = None,
 ) -> ScoredBatch:
     """Score ``image_ids`` of a shift and write their records as a part of the shift's scores
-    (:mod:`storage.score_parts`) in ``results_dir``.
+    (:mod:`storage.score_parts`) in ``results_dir``, and the overlays of flagged frames if ``overlays`` is given.
 
     See :func:`tasks.score_frames.score_frames`, whose body this is.
     """
@@ -147,8 +187,8 @@ def score_batch(
     with clock("crop"):
         crops = _crop(store, shift_id, frames, regions, refs, records)
     if crops[0]:
-        records.update(_detect(store, shift_id, frames, crops, refs, batch_size, clock))
+        records.update(_detect(store, shift_id, frames, crops, refs, batch_size, clock, overlays))
     rows = [records[image_id] for image_id in image_ids]
     with clock("write"):
         write_score_part(Path(results_dir), rows)
-    return ScoredBatch(rows, clock.seconds)
+    return ScoredBatch(rows, clock.seconds, overlays.written if overlays else [])

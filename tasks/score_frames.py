@@ -22,6 +22,8 @@ def score_frames(
     segmenter: ModelRef | None,
     detector: ModelRef,
     batch_size: int = 16,
+    overlay_dir: str | None = None,
+    max_overlays: int = 0,
 ) -> ScoredBatch:
     """Score ``image_ids`` of a shift; one record per frame (``scored``, ``no_component`` or ``failed``).
 
@@ -36,10 +38,16 @@ def score_frames(
         segmenter: Stage-1 model, or ``None`` to score whole frames (one-stage).
         detector: Stage-2 model with its calibration.
         batch_size: Crops per detector forward pass.
+        overlay_dir: Folder for the report's overlays of flagged frames, drawn here while the frame and its heatmap
+            are in memory; ``None`` draws none.
+        max_overlays: At most this many overlays from this batch (the flow shares the report's limit out).
 
     Returns:
-        The records and the seconds the batch spent per phase (:mod:`tasks.scoring_phases`).
+        The records, the seconds the batch spent per phase (:mod:`tasks.scoring_phases`) and the overlays drawn.
     """
-    from tasks.score_batch import score_batch
+    from pathlib import Path
 
-    return score_batch(store_path, results_dir, shift_id, image_ids, (segmenter, detector), batch_size)
+    from tasks.score_batch import FlaggedOverlays, score_batch
+
+    overlays = FlaggedOverlays(Path(overlay_dir), max_overlays) if overlay_dir and max_overlays > 0 else None
+    return score_batch(store_path, results_dir, shift_id, image_ids, (segmenter, detector), batch_size, overlays)

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 #: In the order a batch goes through them: get the models (zero once loaded), read the frames from zarr, segment,
-#: crop to the component, detect, paste (resize each map to its box), write (heatmaps and the part table).
-PHASES = ("models", "read", "segment", "crop", "detect", "paste", "write")
+#: crop to the component, detect, paste (resize each map to its box), write (heatmaps and the part table), overlay
+#: (draw the flagged frames' overlays for the report; the bare path of ``benchmarks/scoring.py`` draws none).
+PHASES = ("models", "read", "segment", "crop", "detect", "paste", "write", "overlay")
 
 
 class PhaseClock:
@@ -34,10 +35,12 @@ class PhaseClock:
 
 @dataclass
 class ScoredBatch:
-    """What a scoring task returns: one record per frame, and the seconds the batch spent per phase."""
+    """What a scoring task returns: one record per frame, the seconds the batch spent per phase, and the paths of
+    the overlays it drew."""
 
     rows: list[dict[str, Any]]
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
+    overlays: list[str] = field(default_factory=list)
 
 
 def add_seconds(total: dict[str, float], more: Mapping[str, float]) -> dict[str, float]:
