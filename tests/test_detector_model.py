@@ -215,3 +215,18 @@ def test_bf16_autocast_keeps_float32_maps_close_to_full_precision() -> None:
     assert maps.dtype == scores.dtype == torch.float32
     torch.testing.assert_close(maps, full_maps, atol=1e-2, rtol=0)
     torch.testing.assert_close(scores, full_scores, atol=1e-2, rtol=0)
+
+
+def test_fusion_brings_the_shallow_levels_to_the_deepest_width_unless_a_recipe_says_fewer() -> None:
+    from models.detector.feature_fusion import MultiScaleFusion
+
+    levels = [torch.randn(2, 24, 32, 32), torch.randn(2, 40, 16, 16), torch.randn(2, 80, 8, 8)]
+    ocbe = MultiScaleFusion([24, 40, 80], 64)
+    widths = [m.out_channels for m in ocbe.modules() if isinstance(m, nn.Conv2d)]
+    assert widths == [40, 80, 80, 64]  # RD4AD's OCBE: stride 4 -> 8 at the middle width, then the deepest width
+    assert ocbe.mix[0].in_channels == 3 * 80
+    lean = MultiScaleFusion([24, 40, 80], 64, align_channels=16)
+    assert [m.out_channels for m in lean.modules() if isinstance(m, nn.Conv2d)] == [16, 16, 16, 64]
+    assert lean.mix[0].in_channels == 16 + 16 + 80
+    for fusion in (ocbe, lean):
+        assert fusion(levels).shape == (2, 64, 8, 8)

@@ -103,6 +103,7 @@ class AggregationBottleneck(nn.Module):
         embedding_channels: Channels of the output embedding.
         vit_dropout: Dropout in the transformer.
         embedding_stride: 32 (first residual block has stride 2, as OCBE) or 16.
+        fusion_align_channels: Channels the two shallow levels are brought to (:class:`MultiScaleFusion`).
     """
 
     def __init__(
@@ -117,9 +118,10 @@ class AggregationBottleneck(nn.Module):
         embedding_channels: int,
         vit_dropout: float = 0.0,
         embedding_stride: int = 32,
+        fusion_align_channels: int | None = None,
     ) -> None:
         super().__init__()
-        self.fusion = MultiScaleFusion(teacher_channels, fusion_channels)
+        self.fusion = MultiScaleFusion(teacher_channels, fusion_channels, fusion_align_channels)
         self.vit = ViTBlock(fusion_channels, vit_dim, vit_depth, vit_heads, vit_mlp_ratio, grid_size, vit_dropout)
         block = BottleneckResidualBlock if embedding_channels >= BOTTLENECK_BLOCK_FROM else ResidualBlock
         self.residual = nn.Sequential(

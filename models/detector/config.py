@@ -45,6 +45,8 @@ class DetectorConfig:
             standard deviation measured on the normal training images (buffers fitted once before training,
             then frozen). Useful for randomly initialised teachers whose channels have arbitrary scales.
         fusion_channels: Channels of the multi-scale fused map; ``None`` means the deepest teacher level's.
+        fusion_align_channels: Channels the stride-4 and stride-8 levels are brought to by the fusion's stride-2
+            convolutions before they join the deepest level; ``None`` means the deepest level's (RD4AD's OCBE).
         vit_dim: Token width of the ViT block.
         vit_depth: Number of transformer encoder layers.
         vit_heads: Attention heads per layer; must divide ``vit_dim``.
@@ -71,6 +73,7 @@ class DetectorConfig:
     recalibrate_teacher_batchnorm: bool = False
     feature_standardisation: bool = False
     fusion_channels: int | None = None
+    fusion_align_channels: int | None = None
     vit_dim: int = 512
     vit_depth: int = 4
     vit_heads: int = 8

@@ -4,6 +4,10 @@ The student has to rebuild shallow, local features from a compact code. Feeding 
 level would make that hard (section 3.2.1), so the shallow levels are brought down to the deepest level's
 resolution with 3x3 stride-2 convolutions (BatchNorm + ReLU) and concatenated with it; a 1x1 convolution
 (BatchNorm + ReLU) then mixes the three into one map.
+
+The paper does not say how wide the downsampled levels are. RD4AD's OCBE brings them to the deepest level's
+channels (the default). A recipe may bring them to fewer (``align_channels``): for MobileNet V2's expanded
+activations (144, 192, 576 channels) the OCBE widths make the fusion cost three quarters of the teacher.
 """
 
 from __future__ import annotations
@@ -31,19 +35,22 @@ class MultiScaleFusion(nn.Module):
     Args:
         in_channels: Teacher channels shallow to deep, e.g. ``[64, 128, 256]`` for ResNet18.
         out_channels: Channels of the fused map.
+        align_channels: Channels of the two downsampled levels; ``None`` means the deepest level's (OCBE: the
+            stride-4 level passes through the middle level's width on the way).
     """
 
-    def __init__(self, in_channels: list[int], out_channels: int) -> None:
+    def __init__(self, in_channels: list[int], out_channels: int, align_channels: int | None = None) -> None:
         super().__init__()
         if len(in_channels) != 3:
             raise ValueError(f"MultiScaleFusion expects three teacher levels, got channels {in_channels}")
         shallow, middle, deep = in_channels
+        align = align_channels or deep
         self.down_shallow = nn.Sequential(
-            conv_bn_relu(shallow, middle, 3, 2),  # stride 4 -> 8
-            conv_bn_relu(middle, deep, 3, 2),  # stride 8 -> 16
+            conv_bn_relu(shallow, align_channels or middle, 3, 2),  # stride 4 -> 8
+            conv_bn_relu(align_channels or middle, align, 3, 2),  # stride 8 -> 16
         )
-        self.down_middle = conv_bn_relu(middle, deep, 3, 2)  # stride 8 -> 16
-        self.mix = conv_bn_relu(3 * deep, out_channels, 1, 1)
+        self.down_middle = conv_bn_relu(middle, align, 3, 2)  # stride 8 -> 16
+        self.mix = conv_bn_relu(2 * align + deep, out_channels, 1, 1)
         self.out_channels = out_channels
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:

@@ -54,6 +54,7 @@ class ReverseDistillation(nn.Module):
             embedding_channels=config.embedding_channels or 2 * deep,
             vit_dropout=config.vit_dropout,
             embedding_stride=config.embedding_stride,
+            fusion_align_channels=config.fusion_align_channels,
         )
         widths = config.student_widths or tuple(min(c, MAX_DEFAULT_STUDENT_WIDTH) for c in reversed(teacher.channels))
         self.student = StudentDecoder(
