@@ -327,7 +327,7 @@ def _report(
         plan.results_dir / REPORT_FILE,
         shift_id,
         scores,
-        {Path(p).stem: f"overlays/{Path(p).name}" for p in overlay_paths},
+        {Path(p).stem: f"{OVERLAY_FOLDER}/{Path(p).name}" for p in overlay_paths},
         {
             "segmenter": refs[0].uri if refs[0] else "none (one-stage)",
             "detector": refs[1].uri,
@@ -447,7 +447,7 @@ def _render_overlays(
     The batches drew most of them (``drawn``, this run's); the rest (frames scored by an earlier run, a top score
     that is not flagged, a flagged frame over a batch's allowance) are drawn on the workers in chunks of
     :data:`OVERLAY_CHUNK`, reading frame and heatmap from the store. A drawn overlay the report does not show (more
-    flagged frames than the limit) is removed, so the folder holds what the report links.
+    flagged frames than the limit) is removed: a run leaves no picture of its own that the report does not link.
     """
     flagged = scored[scored["is_anomalous"].astype(bool)]
     to_render = pd.concat([scored.head(TOP_OVERLAYS), flagged.head(FLAGGED_OVERLAY_LIMIT)])

@@ -73,7 +73,7 @@ WIDE_RESNET = DetectorRecipe(
 #: (the fitted fusion weighed the stride-4 level up and lost image AUROC on real parts). Batches of 4: on a CPU an
 #: image costs the same in any batch, so smaller batches give four times the optimiser steps per minute, which
 #: lifted image AUROC on every set measured at equal time (RD4AD's 16 suits a GPU). The fusion brings the two
-#: shallow levels to 96 channels rather than the deepest level's 576 (OCBE's width): 1.2x the images/s at equal
+#: shallow levels to 96 channels rather than the deepest level's 576 (OCBE's width): 1.1-1.2x the images/s at equal
 #: quality on the real tiles. The recommended CPU teacher.
 #: Measurements behind each choice: docs/detector.md, "Recipes".
 MOBILE = DetectorRecipe(
