@@ -113,3 +113,19 @@ def test_an_overlay_that_cannot_be_written_costs_the_picture_not_the_batch(
     for image_id in ("frame-1", "frame-2"):
         good.draw(frame, heatmap, (8, 8, 40, 40), image_id)
     assert [Path(path).name for path in good.written] == ["frame-1.jpg"]  # the limit
+
+
+def test_overlays_that_cannot_be_drawn_cost_the_pictures_not_the_shift(workspace: Workspace, tmp_path: Path) -> None:
+    ingest_copy(workspace, "overlay-blocked", frames=3)
+    results = load_settings(workspace.home).results_dir("overlay-blocked")
+    (results / "overlays").write_text("a file where the overlay folder should be")
+    detector = _detector_that_flags_everything(workspace, tmp_path / "flags-everything")
+    summary = score_shift(workspace, "overlay-blocked", detector=detector.local_dir)
+    assert summary.flagged == summary.scored >= 1
+    assert len(read_scores(results)) == 3
+    report = Path(summary.report).read_text()
+    assert "<img src=" not in report and report.count("(no overlay)") == summary.flagged
+    (results / "overlays").unlink()  # the cause fixed: the same command draws them and scores nothing again
+    again = score_shift(workspace, "overlay-blocked", detector=detector.local_dir)
+    assert again.scored_this_run == 0
+    assert Path(again.report).read_text().count("<img src='overlays/") == again.flagged
