@@ -110,6 +110,11 @@ def _gpu_annotation() -> contextlib.AbstractContextManager[Any]:
     return contextlib.nullcontext()
 
 
+def _first_line(error: BaseException, limit: int = 300) -> str:
+    """The first line of an error's message, cut to ``limit`` characters, for a one-line warning."""
+    return (str(error).strip().splitlines() or [""])[0][:limit]
+
+
 def _failed_rows(image_ids: list[str], error: BaseException | None, refs: tuple[ModelRef | None, ModelRef]) -> list:
     reason = f"batch failed after retries: {type(error).__name__}: {error}" if error else "batch failed"
     versions = (refs[0].version if refs[0] else None, refs[1].version)
@@ -165,8 +170,7 @@ def _log_run(
         pending.remove("run status")
     except Exception as error:
         what = ", ".join(pending) if run_id else "the whole run"
-        first_line = (str(error).strip().splitlines() or [""])[0][:300]
-        return run_id, f"{what} ({type(error).__name__}: {first_line})"
+        return run_id, f"{what} ({type(error).__name__}: {_first_line(error)})"
     return run_id, None
 
 
@@ -459,11 +463,11 @@ def _render_overlays(
         Path(paths.pop(image_id)).unlink(missing_ok=True)
     missing = [record for record in records if record["image_id"] not in paths]
     out_dir = str(results_dir / OVERLAY_FOLDER)
-    futures = [
-        render_overlays.submit(str(settings.store_path), shift_id, chunk, out_dir)
+    submitted = [
+        (chunk, render_overlays.submit(str(settings.store_path), shift_id, chunk, out_dir))
         for chunk in batches(missing, OVERLAY_CHUNK)
     ]
-    for chunk, future in zip(batches(missing, OVERLAY_CHUNK), futures, strict=True):
+    for chunk, future in submitted:
         try:
             paths.update((Path(path).stem, path) for path in future.result())
         except Exception as error:  # the pictures are lost, not the shift: scores and heatmaps are written
@@ -473,7 +477,7 @@ def _render_overlays(
                 shift_id,
                 ", ".join(record["image_id"] for record in chunk),
                 type(error).__name__,
-                str(error).splitlines()[0][:300] if str(error) else "",
+                _first_line(error),
                 shift_id,
             )
     return [paths[image_id] for image_id in wanted if image_id in paths]

@@ -27,7 +27,8 @@ def overlay_image(frame: np.ndarray, heatmap: np.ndarray, box: tuple[int, int, i
 def write_overlay(
     frame: np.ndarray, heatmap: np.ndarray, box: tuple[int, int, int, int] | None, folder: Path, image_id: str
 ) -> str:
-    """Write the overlay of one frame as ``<image_id>.jpg`` in ``folder``; returns its path."""
+    """Write the overlay of one frame as ``<image_id>.jpg`` in ``folder`` (created when missing); returns its path."""
+    folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{image_id}.jpg"
     overlay_image(frame, heatmap, box).save(path, quality=88)
     return str(path)
@@ -38,7 +39,6 @@ def render_overlays(store_path: str, shift_id: str, records: list[dict[str, Any]
     """Write one ``<image_id>.jpg`` overlay per record into ``out_dir``; returns the file paths."""
     store = FrameStore(store_path)
     folder = Path(out_dir)
-    folder.mkdir(parents=True, exist_ok=True)
     written: list[str] = []
     for record in records:
         image_id = record["image_id"]

@@ -48,7 +48,6 @@ class FlaggedOverlays:
         if len(self.written) >= self.limit:
             return
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
             self.written.append(write_overlay(frame, heatmap, box, self.folder, image_id))
         except Exception as error:
             logger.warning(

@@ -7,6 +7,8 @@ the Dask workers that run the task import the models.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prefect import task
 
 from tasks.model_ref import ModelRef
@@ -45,8 +47,6 @@ def score_frames(
     Returns:
         The records, the seconds the batch spent per phase (:mod:`tasks.scoring_phases`) and the overlays drawn.
     """
-    from pathlib import Path
-
     from tasks.score_batch import FlaggedOverlays, score_batch
 
     overlays = FlaggedOverlays(Path(overlay_dir), max_overlays) if overlay_dir and max_overlays > 0 else None

@@ -44,10 +44,10 @@ class MultiScaleFusion(nn.Module):
         if len(in_channels) != 3:
             raise ValueError(f"MultiScaleFusion expects three teacher levels, got channels {in_channels}")
         shallow, middle, deep = in_channels
-        align = align_channels or deep
+        align, passing = (align_channels, align_channels) if align_channels else (deep, middle)
         self.down_shallow = nn.Sequential(
-            conv_bn_relu(shallow, align_channels or middle, 3, 2),  # stride 4 -> 8
-            conv_bn_relu(align_channels or middle, align, 3, 2),  # stride 8 -> 16
+            conv_bn_relu(shallow, passing, 3, 2),  # stride 4 -> 8
+            conv_bn_relu(passing, align, 3, 2),  # stride 8 -> 16
         )
         self.down_middle = conv_bn_relu(middle, align, 3, 2)  # stride 8 -> 16
         self.mix = conv_bn_relu(2 * align + deep, out_channels, 1, 1)
